@@ -1,0 +1,53 @@
+/* Hashing, HMAC, randomness and encodings over OpenSSL. */
+#ifndef USEROPS_CRYPTO_H
+#define USEROPS_CRYPTO_H
+
+#include <stddef.h>
+
+#define CRYPTO_SHA256_SIZE 32
+
+/* Fills buf from the OpenSSL CSPRNG. Returns 0, or -1 on failure. */
+int crypto_random_bytes(void *buf, size_t len);
+
+/*
+ * Writes digits random decimal digits and a NUL to out, each drawn
+ * uniformly (rejection sampling, no modulo bias). Returns 0 or -1.
+ */
+int crypto_random_digits(char *out, size_t digits);
+
+void crypto_sha256(const void *data, size_t len, unsigned char out[CRYPTO_SHA256_SIZE]);
+
+int crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+	unsigned char out[CRYPTO_SHA256_SIZE]);
+
+/* Compares in time independent of the contents. Returns 1 when equal. */
+int crypto_equal(const void *a, const void *b, size_t len);
+
+/* Zeroes memory in a way the compiler does not remove. */
+void crypto_wipe(void *buf, size_t len);
+
+/* Writes 2 * len lower-case hex digits and a NUL. */
+void crypto_hex_encode(const void *in, size_t len, char *out);
+
+/* Decodes hex digits of either case. Returns the byte count, or -1. */
+long crypto_hex_decode(const char *in, size_t in_len, unsigned char *out, size_t out_size);
+
+/*
+ * Decodes RFC 4648 base32, ignoring case, spaces and '=' padding.
+ * Returns the byte count, or -1 on any other character or overflow.
+ */
+long crypto_base32_decode(const char *in, unsigned char *out, size_t out_size);
+
+/* Encodes RFC 4648 base32 without padding. Returns the length, or -1. */
+long crypto_base32_encode(const unsigned char *in, size_t len, char *out, size_t out_size);
+
+/*
+ * Computes an e-mail code's HMAC-SHA256 under the pepper over the 16 bytes
+ * of the operation's uuid, the SHA-256 of its parameters and the code's
+ * digits, so a code is bound to one operation and its parameters.
+ */
+int crypto_code_hmac(const void *pepper, size_t pepper_len, const unsigned char uuid[16],
+	const unsigned char params_sha256[CRYPTO_SHA256_SIZE], const char *code,
+	unsigned char out[CRYPTO_SHA256_SIZE]);
+
+#endif
