@@ -1,1 +1,220 @@
-/* placeholder */
+/* The FastCGI side: request parameters, bodies and responses over libfcgi. */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <fcgiapp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "crypto.h"
+#include "log.h"
+#include "response.h"
+#include "transport.h"
+
+bool transport_request_id_valid(const char *id)
+{
+	size_t len;
+
+	if (id == NULL)
+		return false;
+	len = strlen(id);
+	if (len == 0 || len > TRANSPORT_REQUEST_ID_MAX)
+		return false;
+	return strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+		"0123456789-_.") == len;
+}
+
+static void transport_generate_request_id(char *out)
+{
+	unsigned char random[16];
+
+	if (crypto_random_bytes(random, sizeof(random)) != 0) {
+		/* Uniqueness then rests on the process and a counter. */
+		static unsigned long counter;
+
+		snprintf(out, TRANSPORT_REQUEST_ID_MAX + 1, "fallback-%lu", ++counter);
+		return;
+	}
+	crypto_hex_encode(random, sizeof(random), out);
+}
+
+void transport_request_init(struct request *req, FCGX_Request *fcgi)
+{
+	FCGX_ParamArray env = fcgi->envp;
+	const char *id;
+
+	memset(req, 0, sizeof(*req));
+	req->fcgi = fcgi;
+	req->method = FCGX_GetParam("REQUEST_METHOD", env);
+	req->script_name = FCGX_GetParam("SCRIPT_NAME", env);
+	req->path_info = FCGX_GetParam("PATH_INFO", env);
+	req->authorization = FCGX_GetParam("HTTP_AUTHORIZATION", env);
+	req->fingerprint = FCGX_GetParam("HTTP_FINGERPRINT", env);
+	req->content_type = FCGX_GetParam("CONTENT_TYPE", env);
+	req->content_length = FCGX_GetParam("CONTENT_LENGTH", env);
+	req->remote_addr = FCGX_GetParam("REMOTE_ADDR", env);
+	if (req->method == NULL)
+		req->method = "";
+
+	id = FCGX_GetParam("HTTP_X_REQUEST_ID", env);
+	if (transport_request_id_valid(id))
+		snprintf(req->request_id, sizeof(req->request_id), "%s", id);
+	else
+		transport_generate_request_id(req->request_id);
+}
+
+static int transport_parse_length(const char *text, size_t *length)
+{
+	size_t value = 0;
+	const char *p;
+
+	if (text == NULL || text[0] == '\0') {
+		*length = 0;
+		return 0;
+	}
+	for (p = text; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		if (value > (SIZE_MAX - 9) / 10)
+			return -1;
+		value = value * 10 + (size_t)(*p - '0');
+	}
+	*length = value;
+	return 0;
+}
+
+int transport_content_length(const struct request *req, size_t *length)
+{
+	return transport_parse_length(req->content_length, length);
+}
+
+enum transport_body_result transport_read_body(struct request *req, size_t max_body)
+{
+	size_t length;
+	int got;
+
+	if (req->body != NULL)
+		return TRANSPORT_BODY_OK;
+	if (transport_parse_length(req->content_length, &length) != 0)
+		return TRANSPORT_BODY_INVALID;
+	if (length > max_body)
+		return TRANSPORT_BODY_TOO_LARGE;
+
+	req->body = malloc(length + 1);
+	if (req->body == NULL)
+		return TRANSPORT_BODY_INVALID;
+	got = length > 0 ? FCGX_GetStr(req->body, (int)length, req->fcgi->in) : 0;
+	if (got < 0 || (size_t)got != length) {
+		/* The client went away before sending the whole body: never act on it. */
+		free(req->body);
+		req->body = NULL;
+		return TRANSPORT_BODY_INVALID;
+	}
+	req->body[length] = '\0';
+	req->body_len = length;
+	return TRANSPORT_BODY_OK;
+}
+
+void transport_send(struct request *req, const struct response *resp)
+{
+	char head[1024 + RESPONSE_HEADERS_MAX];
+	const char *body = resp->body != NULL ? resp->body : "";
+	size_t body_len = strlen(body);
+	int len;
+
+	/* libfcgi's FCGX_FPrintF lacks %zu, so the text is formatted here. */
+	len = snprintf(head, sizeof(head),
+		"Status: %d %s\r\n"
+		"Content-Type: application/json; charset=utf-8\r\n"
+		"Cache-Control: no-store\r\n"
+		"X-Request-Id: %s\r\n"
+		"Content-Length: %zu\r\n"
+		"%s"
+		"\r\n",
+		resp->status, response_reason(resp->status), req->request_id, body_len,
+		resp->headers);
+	if (len < 0 || (size_t)len >= sizeof(head))
+		return;
+	FCGX_PutStr(head, len, req->fcgi->out);
+	FCGX_PutStr(body, (int)body_len, req->fcgi->out);
+}
+
+void transport_request_free(struct request *req)
+{
+	free(req->body);
+	req->body = NULL;
+}
+
+static volatile sig_atomic_t transport_busy;
+static volatile sig_atomic_t transport_stop;
+
+static void transport_on_signal(int signo)
+{
+	static const char message[] = "userops-fcgi: stopping on signal while idle\n";
+
+	(void)signo;
+	if (!transport_busy) {
+		/* Nothing is in flight, so exiting here loses nothing. */
+		(void)!write(STDERR_FILENO, message, sizeof(message) - 1);
+		_exit(0);
+	}
+	transport_stop = 1;
+}
+
+static void transport_install_signals(void)
+{
+	struct sigaction action;
+
+	memset(&action, 0, sizeof(action));
+	action.sa_handler = transport_on_signal;
+	sigemptyset(&action.sa_mask);
+	sigaction(SIGTERM, &action, NULL);
+	sigaction(SIGINT, &action, NULL);
+
+	/* A front end that closes its end mid-response must not kill the worker. */
+	action.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &action, NULL);
+}
+
+int transport_serve(transport_handler handler, void *context)
+{
+	FCGX_Request fcgi;
+
+	if (FCGX_IsCGI()) {
+		log_error("fd 0 is not a FastCGI socket; start userops-fcgi from a front end "
+			"(lighttpd bin-path, spawn-fcgi, mod_fcgid)");
+		return -1;
+	}
+	if (FCGX_Init() != 0 || FCGX_InitRequest(&fcgi, 0, 0) != 0) {
+		log_error("cannot initialise libfcgi");
+		return -1;
+	}
+	transport_install_signals();
+
+	while (!transport_stop) {
+		struct request req;
+		struct response resp;
+
+		if (FCGX_Accept_r(&fcgi) < 0) {
+			if (transport_stop)
+				break;
+			log_error("FastCGI accept failed: %s", strerror(errno));
+			return -1;
+		}
+		transport_busy = 1;
+		memset(&resp, 0, sizeof(resp));
+		transport_request_init(&req, &fcgi);
+		handler(context, &req, &resp);
+		transport_send(&req, &resp);
+		response_free(&resp);
+		transport_request_free(&req);
+		FCGX_Finish_r(&fcgi);
+		transport_busy = 0;
+	}
+	log_info("stopping after the request in flight");
+	return 0;
+}
