@@ -1,4 +1,6 @@
 /* Unit tests of the configuration file reader and secret files. */
+#include "autoconfig.h"
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
