@@ -33,12 +33,16 @@ void crypto_hex_encode(const void *in, size_t len, char *out);
 long crypto_hex_decode(const char *in, size_t in_len, unsigned char *out, size_t out_size);
 
 /*
- * Decodes RFC 4648 base32, ignoring case, spaces and '=' padding.
- * Returns the byte count, or -1 on any other character or overflow.
+ * Decodes RFC 4648 base32, ignoring case, white space and '=' padding.
+ * Returns the byte count, or -1 on any other character, on a length no
+ * encoding produces, or when out_size is too small.
  */
 long crypto_base32_decode(const char *in, unsigned char *out, size_t out_size);
 
-/* Encodes RFC 4648 base32 without padding. Returns the length, or -1. */
+/*
+ * Encodes RFC 4648 base32 without padding and adds a NUL. Returns the
+ * length, or -1 when out_size is too small.
+ */
 long crypto_base32_encode(const unsigned char *in, size_t len, char *out, size_t out_size);
 
 /*

@@ -7,6 +7,8 @@
 
 #define TOTP_STEP_SECONDS 30
 #define TOTP_DIGITS 6
+/* Largest window totp_verify takes: 10 steps either side is 5 minutes of skew. */
+#define TOTP_WINDOW_MAX 10
 
 enum totp_result {
 	TOTP_ACCEPTED,
@@ -15,7 +17,10 @@ enum totp_result {
 	TOTP_ERROR,
 };
 
-/* Writes the HOTP value of counter as digits decimal digits and a NUL. */
+/*
+ * Writes the HOTP value of counter as digits decimal digits and a NUL.
+ * Returns 0, or -1 for an empty key or digits outside 1 to 9.
+ */
 int totp_hotp(const unsigned char *key, size_t key_len, uint64_t counter, unsigned digits,
 	char *out);
 
@@ -27,7 +32,9 @@ int64_t totp_step(int64_t unix_time);
  * A match on a step after last_step (or any step when has_last_step is 0)
  * is TOTP_ACCEPTED with *step set; a match only on steps at or before
  * last_step is TOTP_REPLAYED. Every step of the window is computed, so the
- * time taken does not depend on which one matched.
+ * time taken does not depend on which one matched. A code that is not
+ * exactly 6 ASCII digits is TOTP_WRONG. TOTP_ERROR means no key, a window
+ * outside 0 to TOTP_WINDOW_MAX, or a failure inside OpenSSL.
  */
 enum totp_result totp_verify(const unsigned char *key, size_t key_len, int64_t now, long window,
 	const char *code, int has_last_step, int64_t last_step, int64_t *step);
