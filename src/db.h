@@ -28,7 +28,7 @@ MYSQL *db_mysql(struct db *db);
 /*
  * Returns the statement for sql, prepared on first use on this connection
  * and kept until the connection is lost. sql is looked up by address, so
- * pass a string constant. NULL on failure (see db_last_result).
+ * pass a string constant. NULL on failure, after db_fail has classified and logged it.
  */
 MYSQL_STMT *db_prepare(struct db *db, const char *sql);
 

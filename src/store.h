@@ -1,1 +1,141 @@
-/* placeholder */
+/* Typed SQL for operations, TOTP enrolments, outbox rows and audit rows. */
+#ifndef USEROPS_STORE_H
+#define USEROPS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "db.h"
+#include "operations.h"
+#include "seal.h"
+
+/*
+ * Buffer sizes of the text columns in bytes, NUL included. operations_create
+ * keeps user_id, kind, locale and email within these; last_reply, written
+ * by the mailer, may use all 512 characters at 4 bytes each.
+ */
+#define STORE_USER_ID_SIZE 256
+#define STORE_KIND_SIZE 65
+#define STORE_LOCALE_SIZE 17
+#define STORE_EMAIL_SIZE 321
+/* params is a TEXT column, so its JSON is at most 65535 bytes. */
+#define STORE_PARAMS_SIZE 65536
+#define STORE_SEALED_MAX 255
+#define STORE_LAST_REPLY_SIZE 2049
+
+/* A row of operations. Each has_* flag is true when its column is not NULL. */
+struct store_operation {
+	unsigned char uuid[16];
+	char user_id[STORE_USER_ID_SIZE];
+	char kind[STORE_KIND_SIZE];
+	char locale[STORE_LOCALE_SIZE];
+	char params[STORE_PARAMS_SIZE];
+	unsigned char fingerprint_sha256[32];
+	bool has_email;
+	char email[STORE_EMAIL_SIZE];
+	bool email_factor;
+	bool otp_factor;
+	enum operation_status status;
+	int64_t created_at;
+	int64_t expires_at;
+	bool has_finished_at;
+	int64_t finished_at;
+	long wrong_attempts;
+	long resends;
+	bool has_last_mail_at;
+	int64_t last_mail_at;
+	bool has_code_hmac;
+	unsigned char code_hmac[32];
+	bool has_previous_code_hmac;
+	unsigned char previous_code_hmac[32];
+};
+
+/* A row of totp_enrolments. */
+struct store_totp {
+	char user_id[STORE_USER_ID_SIZE];
+	unsigned char secret_sealed[STORE_SEALED_MAX];
+	size_t secret_sealed_len;
+	char seal_key_id[SEAL_KEY_ID_MAX + 1];
+	bool has_last_step;
+	int64_t last_step;
+	int64_t created_at;
+};
+
+/* A new mail_outbox row: status queued, no tries yet, due at created_at. */
+struct store_outbox_new {
+	const unsigned char *operation_uuid;   /* 16 bytes */
+	const char *recipient;
+	const char *template_name;
+	const char *locale;
+	const char *kind;
+	const char *params;
+	const unsigned char *code_sealed;
+	size_t code_sealed_len;
+	const char *seal_key_id;
+	int64_t created_at;
+};
+
+/* The columns of a mail_outbox row that may be shown to an operator. */
+struct store_outbox_row {
+	uint64_t id;
+	char status[16];
+	long tries;
+	int64_t status_at;
+	bool has_last_reply;
+	char last_reply[STORE_LAST_REPLY_SIZE];
+};
+
+/* A new audit_log row. Every pointer member except operation_uuid, user_id and event may be NULL. */
+struct store_audit {
+	int64_t at_ms;
+	const unsigned char *operation_uuid;   /* 16 bytes */
+	const char *user_id;
+	const char *event;
+	const unsigned char *fingerprint_sha256;   /* 32 bytes */
+	const char *client_address;
+	const char *request_id;
+	const char *detail;
+};
+
+/*
+ * Reads the operation with this uuid into op. With for_update the row stays
+ * locked until the transaction ends. Returns DB_NOT_FOUND when there is none.
+ */
+enum db_result store_operation_read(struct db *db, const unsigned char uuid[16], bool for_update,
+	struct store_operation *op);
+
+enum db_result store_operation_insert(struct db *db, const struct store_operation *op);
+
+/*
+ * Writes the mutable columns of op (status, finished_at, wrong_attempts,
+ * resends, last_mail_at, code_hmac, previous_code_hmac) to its row.
+ * Returns DB_NOT_FOUND when no row has op's uuid.
+ */
+enum db_result store_operation_update(struct db *db, const struct store_operation *op);
+
+/* Reads the enrolment of user_id, locked with for_update; DB_NOT_FOUND when none. */
+enum db_result store_totp_read(struct db *db, const char *user_id, bool for_update,
+	struct store_totp *totp);
+
+/* Inserts the enrolment or replaces the secret of an existing one, clearing last_step. */
+enum db_result store_totp_upsert(struct db *db, const struct store_totp *totp);
+
+enum db_result store_totp_set_last_step(struct db *db, const char *user_id, int64_t last_step);
+
+enum db_result store_outbox_insert(struct db *db, const struct store_outbox_new *row);
+
+/* Reads the newest outbox row of the operation (highest id); DB_NOT_FOUND when none. */
+enum db_result store_outbox_latest(struct db *db, const unsigned char uuid[16],
+	struct store_outbox_row *row);
+
+/*
+ * Calls visit for each outbox row of the operation, oldest first. A
+ * non-zero return from visit stops the walk and is returned as DB_FAILED.
+ */
+enum db_result store_outbox_each(struct db *db, const unsigned char uuid[16],
+	int (*visit)(const struct store_outbox_row *row, void *arg), void *arg);
+
+enum db_result store_audit_insert(struct db *db, const struct store_audit *row);
+
+#endif
