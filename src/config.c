@@ -326,6 +326,8 @@ int config_read_secret(const char *path, size_t min_len, unsigned char **secret,
 		start++;
 	len -= start;
 	memmove(buf, buf + start, len);
+	/* The shift leaves copies of secret bytes past the end; clear them. */
+	crypto_wipe(buf + len, CONFIG_SECRET_MAX + 1 - len);
 	if (len == 0 || len < min_len) {
 		snprintf(err, err_size, "secret file %s is too short: %zu bytes, at least %zu needed",
 			resolved, len, min_len > 0 ? min_len : 1);

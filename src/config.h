@@ -101,7 +101,7 @@ char *config_secret_path(const char *path);
 
 /*
  * Reads a secret file whose text, less surrounding white space, is the
- * secret. Fails with a message naming the file when it is missing,
+ * secret. path is resolved with config_secret_path first. Fails with a message naming the file when it is missing,
  * unreadable, empty or shorter than min_len bytes. The caller wipes and
  * frees *secret.
  */
