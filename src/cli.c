@@ -43,7 +43,7 @@ void cli_parse(int argc, char **argv, const char *program, const char *usage,
 
 	/* "+" stops at the first argument that is not an option, such as a subcommand. */
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+c:t", long_options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+:c:t", long_options, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			options->config_path = optarg;
