@@ -14,6 +14,7 @@
 #include "crypto.h"
 #include "db.h"
 #include "log.h"
+#include "mail.h"
 #include "mask.h"
 #include "operations.h"
 #include "seal.h"
@@ -691,23 +692,16 @@ static bool operations_fingerprint_is_valid(const char *fingerprint)
 }
 
 /*
- * Checks an address enough to mail it safely: an '@' with text on both
- * sides, no white space or control characters, valid UTF-8, at most 254
- * bytes.
+ * Checks an address with the mailer's own rule (one bare address, no list
+ * separators, brackets or white space), so that an operation is never
+ * created with an address the mailer would refuse.
  */
 static bool operations_email_is_valid(const char *email)
 {
-	const char *at = strrchr(email, '@');
-	size_t len = strlen(email);
-	size_t i;
-
 	/* TODO: check the full RFC 5321 syntax of the local part and the domain. */
-	if (at == NULL || at == email || at[1] == '\0' || len > OPERATIONS_EMAIL_MAX)
+	if (strlen(email) > OPERATIONS_EMAIL_MAX)
 		return false;
-	for (i = 0; i < len; i++)
-		if ((unsigned char)email[i] <= ' ')
-			return false;
-	return operations_text_is_valid(email);
+	return operations_text_is_valid(email) && mail_check_address(email) == 0;
 }
 
 static int operations_param_compare(const void *a, const void *b)
