@@ -1,0 +1,475 @@
+# Starts and stops a private userops stack: MariaDB, an SMTP sink, lighttpd
+# with userops-fcgi, and userops-mailer, all under one state folder.
+#
+# Source this file, set the variables below, then call stack_start and later
+# stack_stop. Every process is recorded by PID in $STACK_DIR/pids and stopped
+# by that PID only.
+#
+#   STACK_DIR              state folder (required); stack_start empties it
+#   STACK_HTTP_PORT        lighttpd port on 127.0.0.1 (default 8080)
+#   STACK_DB_PORT          MariaDB port on 127.0.0.1 (default 3316)
+#   STACK_SMTP_PORT        SMTP sink port on 127.0.0.1 (default 2526)
+#   STACK_BIN_DIR          folder with the built programs (default build/)
+#   STACK_RESEND_COOLDOWN  [operations] resend_cooldown in seconds (default 60)
+#   STACK_EXTRA_CONF       text appended to the generated userops.conf
+#
+# stack_start writes $STACK_DIR/stack.env, which the integration tests source
+# to find the URL, the configuration, the Maildir, the logs and the sockets.
+# The FastCGI sockets are $USEROPS_SOCKET_DIR/fcgi.sock-N (mounted at /) and
+# fcgi-api.sock-N (at /api/), N from 0 to 3.
+
+STACK_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+STACK_MARIADB_USER=mysql
+
+stack_log() {
+	echo "stack: $*" >&2
+}
+
+# Prints N random bytes as lower-case hex.
+stack_random_hex() {
+	od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'
+}
+
+# Succeeds when something accepts TCP connections on 127.0.0.1:PORT.
+stack_port_open() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+stack_require_free_port() {
+	if stack_port_open "$1"; then
+		stack_log "port $1 on 127.0.0.1 is already in use (needed for $2)"
+		return 1
+	fi
+}
+
+# Succeeds when the MariaDB user may enter DIR, judged by its nearest
+# existing ancestor, since stack_start creates the rest with mode 755.
+stack_mysql_can_enter() {
+	local dir=$1
+	((EUID == 0)) || return 0
+	while [[ ! -d $dir ]]; do
+		dir=$(dirname "$dir")
+	done
+	runuser -u "$STACK_MARIADB_USER" -- test -x "$dir"
+}
+
+# Sets the derived paths from STACK_DIR and the defaults of the other settings.
+stack_set_paths() {
+	if [[ -z ${STACK_DIR:-} || $STACK_DIR == / ]]; then
+		stack_log "STACK_DIR must name a state folder"
+		return 1
+	fi
+	STACK_HTTP_PORT=${STACK_HTTP_PORT:-8080}
+	STACK_DB_PORT=${STACK_DB_PORT:-3316}
+	STACK_SMTP_PORT=${STACK_SMTP_PORT:-2526}
+	STACK_BIN_DIR=${STACK_BIN_DIR:-$STACK_REPO/build}
+	STACK_RESEND_COOLDOWN=${STACK_RESEND_COOLDOWN:-60}
+	STACK_EXTRA_CONF=${STACK_EXTRA_CONF:-}
+
+	STACK_PID_DIR=$STACK_DIR/pids
+	STACK_SECRET_DIR=$STACK_DIR/secrets
+	STACK_CONF=$STACK_DIR/userops.conf
+	STACK_MAILDIR=$STACK_DIR/maildir
+	STACK_ERROR_LOG=$STACK_DIR/lighttpd-error.log
+	STACK_MAILER_LOG=$STACK_DIR/mailer.log
+	STACK_URL=http://127.0.0.1:$STACK_HTTP_PORT
+
+	# Unix socket paths are limited to 107 bytes and lighttpd appends a
+	# suffix per process. mariadbd runs as mysql, which may not be allowed
+	# into the state folder (a clone under /root, say). In either case the
+	# sockets and MariaDB's files go to a folder under /tmp named after a
+	# hash of the state folder's path.
+	STACK_RUNTIME_DIR=/tmp/userops-stack-$(printf '%s' "$STACK_DIR" | sha256sum | cut -c1-12)
+	if ((${#STACK_DIR} <= 70)) && stack_mysql_can_enter "$STACK_DIR"; then
+		STACK_SOCKET_DIR=$STACK_DIR/sockets
+		STACK_DB_DIR=$STACK_DIR/mariadb
+	else
+		STACK_SOCKET_DIR=$STACK_RUNTIME_DIR
+		STACK_DB_DIR=$STACK_RUNTIME_DIR/mariadb
+	fi
+	STACK_DB_SOCKET=$STACK_SOCKET_DIR/mariadb.sock
+}
+
+stack_record_pid() {
+	local order=$1 name=$2 pid=$3
+	mkdir -p "$STACK_PID_DIR"
+	echo "$pid" >"$STACK_PID_DIR/$order-$name.pid"
+}
+
+# Succeeds while PID runs as a process that is not a zombie.
+stack_pid_alive() {
+	local state
+	kill -0 "$1" 2>/dev/null || return 1
+	state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+	[[ $state != Z ]]
+}
+
+# Succeeds when PID's command line mentions this stack's state folder or its
+# folder under /tmp, so that a PID reused by another program is never signalled.
+stack_pid_is_ours() {
+	local cmdline
+	cmdline=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+	[[ $cmdline == *"$STACK_DIR"* || $cmdline == *"$STACK_RUNTIME_DIR"* ]]
+}
+
+# Prints the PIDs of every descendant of PID.
+stack_descendants() {
+	local child
+	for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+		echo "$child"
+		stack_descendants "$child"
+	done
+}
+
+# Sends TERM to PID, waits up to 10 s for it to exit, then sends KILL, and
+# reaps it when it is a child of this shell.
+stack_stop_pid() {
+	local pid=$1 name=$2 tries
+	if ! stack_pid_alive "$pid"; then
+		wait "$pid" 2>/dev/null || true
+		return 0
+	fi
+	if ! stack_pid_is_ours "$pid"; then
+		stack_log "PID $pid recorded for $name now runs another program; leaving it alone"
+		return 0
+	fi
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((tries = 0; tries < 100; tries++)); do
+		stack_pid_alive "$pid" || break
+		sleep 0.1
+	done
+	if stack_pid_alive "$pid"; then
+		stack_log "$name (PID $pid) still runs 10 s after TERM; sending KILL"
+		kill -KILL "$pid" 2>/dev/null || true
+		for ((tries = 0; tries < 50; tries++)); do
+			stack_pid_alive "$pid" || break
+			sleep 0.1
+		done
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+# Stops every process recorded under STACK_DIR, last started first.
+stack_stop() {
+	local files file index pid name descendants child stopped=no
+	stack_set_paths || return 1
+	[[ -d $STACK_PID_DIR ]] || return 0
+	# The glob sorts by the order prefix; walk it backwards.
+	files=("$STACK_PID_DIR"/*.pid)
+	for ((index = ${#files[@]} - 1; index >= 0; index--)); do
+		file=${files[index]}
+		[[ -e $file ]] || continue
+		stopped=yes
+		pid=$(<"$file")
+		name=$(basename "$file" .pid)
+		name=${name#*-}
+		# lighttpd stops the FastCGI workers it spawned; the descendants
+		# are collected first so that a worker left behind is stopped too.
+		descendants=$(stack_descendants "$pid")
+		stack_stop_pid "$pid" "$name"
+		for child in $descendants; do
+			if stack_pid_alive "$child" && stack_pid_is_ours "$child"; then
+				stack_stop_pid "$child" "$name worker"
+			fi
+		done
+		rm -f "$file"
+	done
+	rm -rf -- "$STACK_RUNTIME_DIR"
+	if [[ $stopped == yes ]]; then
+		stack_log "stopped the stack in $STACK_DIR"
+	fi
+}
+
+stack_write_secrets() {
+	mkdir -p "$STACK_SECRET_DIR"
+	chmod 700 "$STACK_SECRET_DIR"
+	(
+		umask 077
+		stack_random_hex 24 >"$STACK_SECRET_DIR/db-password"
+		stack_random_hex 32 >"$STACK_SECRET_DIR/pepper"
+		echo "k1:$(stack_random_hex 32)" >"$STACK_SECRET_DIR/seal-keys"
+		stack_random_hex 32 >"$STACK_SECRET_DIR/hs256-secret"
+	)
+}
+
+stack_write_mariadb_config() {
+	mkdir -p "$STACK_DB_DIR/data" "$STACK_SOCKET_DIR"
+	cat >"$STACK_DB_DIR/my.cnf" <<EOF
+# A private MariaDB for one userops stack; generated by tests/lib/stack.sh.
+[mysqld]
+user = $STACK_MARIADB_USER
+datadir = $STACK_DB_DIR/data
+socket = $STACK_DB_SOCKET
+port = $STACK_DB_PORT
+bind-address = 127.0.0.1
+pid-file = $STACK_DB_DIR/mariadbd.pid
+log-error = $STACK_DB_DIR/error.log
+skip-name-resolve
+character-set-server = utf8mb4
+innodb-buffer-pool-size = 64M
+# Test data need not survive a power cut, and this spares a disk sync per commit.
+innodb-flush-log-at-trx-commit = 2
+
+[client]
+socket = $STACK_DB_SOCKET
+EOF
+	if ((EUID == 0)); then
+		chown -R "$STACK_MARIADB_USER:" "$STACK_DB_DIR" "$STACK_SOCKET_DIR"
+	fi
+}
+
+# Runs SQL as the MariaDB root user over the socket (unix_socket auth).
+stack_sql() {
+	mariadb --no-defaults --socket="$STACK_DB_SOCKET" -u root --batch --skip-column-names -e "$1"
+}
+
+stack_start_mariadb() {
+	local pid tries password
+	stack_require_free_port "$STACK_DB_PORT" MariaDB || return 1
+	stack_write_mariadb_config
+	if ! mariadb-install-db --defaults-file="$STACK_DB_DIR/my.cnf" \
+		--auth-root-authentication-method=socket --skip-test-db \
+		>"$STACK_DB_DIR/install-db.log" 2>&1; then
+		stack_log "mariadb-install-db failed; see $STACK_DB_DIR/install-db.log"
+		return 1
+	fi
+
+	mariadbd --defaults-file="$STACK_DB_DIR/my.cnf" </dev/null >>"$STACK_DB_DIR/stdout.log" 2>&1 &
+	pid=$!
+	stack_record_pid 10 mariadb "$pid"
+	for ((tries = 0; tries < 300; tries++)); do
+		if mariadb-admin --no-defaults --socket="$STACK_DB_SOCKET" -u root ping >/dev/null 2>&1; then
+			break
+		fi
+		if ! stack_pid_alive "$pid"; then
+			stack_log "mariadbd exited at start; the end of $STACK_DB_DIR/error.log:"
+			tail -n 20 "$STACK_DB_DIR/error.log" >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+	if ((tries == 300)); then
+		stack_log "MariaDB did not respond to ping on $STACK_DB_SOCKET within 30 s; see $STACK_DB_DIR/error.log"
+		return 1
+	fi
+
+	password=$(<"$STACK_SECRET_DIR/db-password")
+	stack_sql "CREATE DATABASE userops CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
+		CREATE USER 'userops'@'localhost' IDENTIFIED BY '$password';
+		GRANT ALL PRIVILEGES ON userops.* TO 'userops'@'localhost';"
+	stack_log "MariaDB ready on $STACK_DB_SOCKET and 127.0.0.1:$STACK_DB_PORT (PID $pid)"
+}
+
+stack_start_smtp() {
+	local pid tries
+	stack_require_free_port "$STACK_SMTP_PORT" "the SMTP sink" || return 1
+	# The Mailbox handler creates tmp/, new/ and cur/ only when the folder
+	# itself is missing, so all four are made here.
+	mkdir -p "$STACK_MAILDIR"/{tmp,new,cur}
+	# Debian's python3 has aiosmtpd; a python3 earlier on PATH may not.
+	/usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$STACK_SMTP_PORT" \
+		-c aiosmtpd.handlers.Mailbox "$STACK_MAILDIR" \
+		</dev/null >>"$STACK_DIR/smtp.log" 2>&1 &
+	pid=$!
+	stack_record_pid 20 smtp "$pid"
+	for ((tries = 0; tries < 100; tries++)); do
+		stack_port_open "$STACK_SMTP_PORT" && break
+		if ! stack_pid_alive "$pid"; then
+			stack_log "the SMTP sink exited at start; see $STACK_DIR/smtp.log"
+			return 1
+		fi
+		sleep 0.1
+	done
+	if ((tries == 100)); then
+		stack_log "the SMTP sink did not listen on 127.0.0.1:$STACK_SMTP_PORT within 10 s"
+		return 1
+	fi
+	stack_log "SMTP sink ready on 127.0.0.1:$STACK_SMTP_PORT, storing mail in $STACK_MAILDIR (PID $pid)"
+}
+
+stack_write_config() {
+	cat >"$STACK_CONF" <<EOF
+# userops configuration for the stack in $STACK_DIR; generated by tests/lib/stack.sh.
+
+[server]
+base_path =
+
+[database]
+socket = $STACK_DB_SOCKET
+name = userops
+user = userops
+password_file = $STACK_SECRET_DIR/db-password
+
+[auth]
+algorithms = HS256
+hs_secret_file = $STACK_SECRET_DIR/hs256-secret
+leeway = 30
+
+[operations]
+code_length = 6
+lifetime = 600
+max_attempts = 5
+accept_previous_code = yes
+resend_cooldown = $STACK_RESEND_COOLDOWN
+max_resends = 3
+totp_window = 1
+pepper_file = $STACK_SECRET_DIR/pepper
+
+[seal]
+key_file = $STACK_SECRET_DIR/seal-keys
+
+[smtp]
+host = 127.0.0.1
+port = $STACK_SMTP_PORT
+tls = none
+from = userops@example.com
+
+[mailer]
+poll_interval_ms = 200
+templates_dir = $STACK_REPO/etc/templates
+
+[log]
+target = stderr
+level = info
+EOF
+	if [[ -n $STACK_EXTRA_CONF ]]; then
+		printf '\n%s\n' "$STACK_EXTRA_CONF" >>"$STACK_CONF"
+	fi
+}
+
+# Runs userops-ctl against this stack's configuration.
+stack_ctl() {
+	USEROPS_SQL_DIR=$STACK_REPO/sql "$STACK_BIN_DIR/userops-ctl" -c "$STACK_CONF" "$@"
+}
+
+stack_migrate() {
+	if ! stack_ctl migrate --dir "$STACK_REPO/sql" >"$STACK_DIR/migrate.log" 2>&1; then
+		stack_log "userops-ctl migrate failed:"
+		cat "$STACK_DIR/migrate.log" >&2
+		return 1
+	fi
+	stack_log "schema migrated"
+}
+
+stack_write_lighttpd_config() {
+	local fcgi="$STACK_BIN_DIR/userops-fcgi -c $STACK_CONF"
+	mkdir -p "$STACK_DIR/www"
+	cat >"$STACK_DIR/lighttpd.conf" <<EOF
+# lighttpd for the userops stack in $STACK_DIR; generated by tests/lib/stack.sh.
+server.modules = ("mod_fastcgi", "mod_accesslog")
+server.bind = "127.0.0.1"
+server.port = $STACK_HTTP_PORT
+server.document-root = "$STACK_DIR/www"
+server.errorlog = "$STACK_ERROR_LOG"
+accesslog.filename = "$STACK_DIR/lighttpd-access.log"
+# In KiB: above userops' own [server] max_body, so that userops itself returns 413001.
+server.max-request-size = 64
+
+# lighttpd takes the first prefix that matches, so /api/ comes before /.
+fastcgi.server = (
+	"/api/" => ((
+		"bin-path" => "$fcgi",
+		"socket" => "$STACK_SOCKET_DIR/fcgi-api.sock",
+		"check-local" => "disable",
+		"max-procs" => 4,
+	)),
+	"/" => ((
+		"bin-path" => "$fcgi",
+		"socket" => "$STACK_SOCKET_DIR/fcgi.sock",
+		"check-local" => "disable",
+		"max-procs" => 4,
+	)),
+)
+EOF
+}
+
+stack_start_lighttpd() {
+	local pid tries status
+	stack_require_free_port "$STACK_HTTP_PORT" lighttpd || return 1
+	stack_write_lighttpd_config
+	if ! lighttpd -tt -f "$STACK_DIR/lighttpd.conf" >"$STACK_DIR/lighttpd-check.log" 2>&1; then
+		stack_log "lighttpd rejected $STACK_DIR/lighttpd.conf:"
+		cat "$STACK_DIR/lighttpd-check.log" >&2
+		return 1
+	fi
+	lighttpd -D -f "$STACK_DIR/lighttpd.conf" </dev/null >>"$STACK_DIR/lighttpd-stdout.log" 2>&1 &
+	pid=$!
+	stack_record_pid 30 lighttpd "$pid"
+	for ((tries = 0; tries < 100; tries++)); do
+		status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$STACK_URL/health" || true)
+		[[ $status == 200 ]] && break
+		if ! stack_pid_alive "$pid"; then
+			stack_log "lighttpd exited at start; the end of $STACK_ERROR_LOG:"
+			tail -n 20 "$STACK_ERROR_LOG" >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+	if ((tries == 100)); then
+		stack_log "GET $STACK_URL/health did not return 200 within 10 s (last status $status); the end of $STACK_ERROR_LOG:"
+		tail -n 20 "$STACK_ERROR_LOG" >&2
+		return 1
+	fi
+	stack_log "lighttpd ready on $STACK_URL with userops-fcgi at / and /api/ (PID $pid)"
+}
+
+stack_start_mailer() {
+	local pid
+	"$STACK_BIN_DIR/userops-mailer" -c "$STACK_CONF" </dev/null >>"$STACK_MAILER_LOG" 2>&1 &
+	pid=$!
+	stack_record_pid 40 mailer "$pid"
+	sleep 0.2
+	if ! stack_pid_alive "$pid"; then
+		stack_log "userops-mailer exited at start; $STACK_MAILER_LOG says:"
+		tail -n 20 "$STACK_MAILER_LOG" >&2
+		return 1
+	fi
+	stack_log "userops-mailer running (PID $pid), logging to $STACK_MAILER_LOG"
+}
+
+stack_write_env() {
+	{
+		printf 'USEROPS_STACK_DIR=%q\n' "$STACK_DIR"
+		printf 'USEROPS_URL=%q\n' "$STACK_URL"
+		printf 'USEROPS_CONF=%q\n' "$STACK_CONF"
+		printf 'USEROPS_BIN_DIR=%q\n' "$STACK_BIN_DIR"
+		printf 'USEROPS_SQL_DIR=%q\n' "$STACK_REPO/sql"
+		printf 'USEROPS_MAILDIR=%q\n' "$STACK_MAILDIR"
+		printf 'USEROPS_ERROR_LOG=%q\n' "$STACK_ERROR_LOG"
+		printf 'USEROPS_MAILER_LOG=%q\n' "$STACK_MAILER_LOG"
+		printf 'USEROPS_DB_SOCKET=%q\n' "$STACK_DB_SOCKET"
+		printf 'USEROPS_SOCKET_DIR=%q\n' "$STACK_SOCKET_DIR"
+		printf 'USEROPS_SECRET_DIR=%q\n' "$STACK_SECRET_DIR"
+		printf 'USEROPS_RESEND_COOLDOWN=%q\n' "$STACK_RESEND_COOLDOWN"
+	} >"$STACK_DIR/stack.env"
+}
+
+# Stops whatever ran under STACK_DIR before, empties it, and starts the
+# whole stack. Returns non-zero, with the cause on stderr, when a part fails
+# to start; the parts already started stay recorded for stack_stop.
+stack_start() {
+	local program
+	stack_set_paths || return 1
+	for program in userops-fcgi userops-mailer userops-ctl; do
+		if [[ ! -x $STACK_BIN_DIR/$program ]]; then
+			stack_log "$STACK_BIN_DIR/$program is missing; run scripts/build first"
+			return 1
+		fi
+	done
+	stack_stop || return 1
+	stack_require_free_port "$STACK_DB_PORT" MariaDB || return 1
+	stack_require_free_port "$STACK_SMTP_PORT" "the SMTP sink" || return 1
+	stack_require_free_port "$STACK_HTTP_PORT" lighttpd || return 1
+	rm -rf -- "$STACK_DIR" "$STACK_RUNTIME_DIR"
+	# mariadbd runs as mysql and must pass through every new folder.
+	(umask 022 && mkdir -p "$STACK_DIR")
+
+	stack_write_secrets
+	stack_start_mariadb || return 1
+	stack_start_smtp || return 1
+	stack_write_config
+	stack_migrate || return 1
+	stack_start_lighttpd || return 1
+	stack_start_mailer || return 1
+	stack_write_env
+}
