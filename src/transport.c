@@ -151,15 +151,16 @@ void transport_request_free(struct request *req)
 
 static volatile sig_atomic_t transport_busy;
 static volatile sig_atomic_t transport_stop;
+/* Formatted before any signal can arrive, because the handler may only write(). */
+static char transport_stop_line[128];
+static size_t transport_stop_line_len;
 
 static void transport_on_signal(int signo)
 {
-	static const char message[] = "userops-fcgi: stopping on signal while idle\n";
-
 	(void)signo;
 	if (!transport_busy) {
 		/* Nothing is in flight, so exiting here loses nothing. */
-		(void)!write(STDERR_FILENO, message, sizeof(message) - 1);
+		(void)!write(STDERR_FILENO, transport_stop_line, transport_stop_line_len);
 		_exit(0);
 	}
 	transport_stop = 1;
@@ -168,6 +169,11 @@ static void transport_on_signal(int signo)
 static void transport_install_signals(void)
 {
 	struct sigaction action;
+	int len;
+
+	len = snprintf(transport_stop_line, sizeof(transport_stop_line),
+		"userops-fcgi[%ld] info: stopped by a signal while idle\n", (long)getpid());
+	transport_stop_line_len = len > 0 ? (size_t)len : 0;
 
 	memset(&action, 0, sizeof(action));
 	action.sa_handler = transport_on_signal;
