@@ -199,6 +199,21 @@ static int router_skip_base(const struct router_split *split, const char *base_p
 	return (int)matched;
 }
 
+/*
+ * The segment "internal" is reserved for the service-to-service routes, so
+ * a user route is never found below it: "/internal/operations/{uuid}" must
+ * not reach the user's GET.
+ */
+#define ROUTER_RESERVED_PREFIX "internal"
+
+static bool router_under_reserved_prefix(const struct router_path *path,
+	const struct router_split *split, size_t start)
+{
+	size_t first = split->count - router_path_length(path);
+
+	return first > start && router_segment_is(&split->segments[first - 1], ROUTER_RESERVED_PREFIX);
+}
+
 /* Fills the method and UUID parts of match for the path found. */
 static void router_fill_match(const struct router_path *path, const struct router_split *split,
 	const char *method, struct route_match *match)
@@ -263,6 +278,6 @@ void router_match(const char *method, const char *script_name, const char *path_
 	}
 
 	found = router_find_path(&split, start, whole);
-	if (found != NULL)
+	if (found != NULL && !router_under_reserved_prefix(found, &split, start))
 		router_fill_match(found, &split, method, match);
 }

@@ -230,10 +230,21 @@ address_list_rejected() {
 		"<$spy>victim@example.com"
 }
 
+# Without SMTPUTF8 a relay refuses these, so the code could never arrive.
+non_ascii_address_rejected() {
+	local spy
+	spy="$(unique_id mail-spy)@example.net"
+	assert_addresses_rejected "$spy" \
+		"jürgen@example.de" \
+		"user@bücher.example" \
+		"日本語@example.jp"
+}
+
 test_case "code mail arrives" mail_arrives
 test_case "mail headers well formed" mail_headers_well_formed
 test_case "mailed code confirms 200" mailed_code_confirms
 test_case "code absent from database" code_not_in_database
 test_case "header injection in address rejected" header_injection_rejected
 test_case "address list rejected" address_list_rejected
+test_case "non-ASCII address rejected" non_ascii_address_rejected
 test_finish

@@ -102,7 +102,17 @@ missing_fingerprint() {
 	assert_error 400002
 }
 
+# The internal segment is reserved for service routes: a user route below it
+# is no route, even with a valid token and device.
+internal_prefix_reserved() {
+	http_request GET "/internal/operations/$MISSING_UUID" -t "$TOKEN" -f "$FINGERPRINT"
+	assert_error 404002
+	http_request PUT "/internal/operations/$MISSING_UUID/cancel" -t "$TOKEN" -f "$FINGERPRINT"
+	assert_error 404002
+}
+
 test_case "unknown path 404002" unknown_path
+test_case "internal prefix reserved 404002" internal_prefix_reserved
 test_case "trailing slash 404002" trailing_slash
 test_case "wrong method 405001 with Allow" method_not_allowed
 test_case "method checked before token" method_checked_before_token

@@ -200,6 +200,14 @@ static const struct match_case match_cases[] = {
 	{ "PUT", "/operations/" UUID_LOWER "/Confirm", NULL, NULL, NONE },
 	{ "PUT", "/operations/" UUID_LOWER "/confirm/x", NULL, NULL, NONE },
 
+	/* The reserved "internal" segment never leads to a user route. */
+	{ "GET", "/internal/operations/" UUID_LOWER, NULL, NULL, NONE },
+	{ "PUT", "/internal/operations/" UUID_LOWER "/cancel", NULL, NULL, NONE },
+	{ "GET", "/api/internal/health", NULL, NULL, NONE },
+	{ "GET", "/internal", "/operations/" UUID_LOWER, NULL, NONE },
+	{ "GET", "/internal/x/operations/" UUID_LOWER, NULL, NULL,
+		GOOD_UUID(ROUTE_OPERATION_GET, true, "GET") },
+
 	/* Without a base path the final segments decide, and the longer route wins. */
 	{ "GET", "/anything/health", NULL, NULL, ROUTE_HEALTH, true, "GET", false, false },
 	{ "GET", "/a/b/c/health", NULL, NULL, ROUTE_HEALTH, true, "GET", false, false },
