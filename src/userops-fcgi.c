@@ -25,16 +25,30 @@ static const char fcgi_usage[] =
 	"  --help      show this help\n"
 	"  --version   show the version\n";
 
-/* Keeps log values on one line of key=value pairs whatever the client sent. */
+/*
+ * Percent-encodes a log value's spaces, control and non-ASCII bytes, '%',
+ * '"' and '=', so the line stays one set of key=value pairs whatever the
+ * client sent and the original value can still be recovered and searched.
+ */
 static void fcgi_log_value(char *out, size_t out_size, const char *value)
 {
-	size_t i;
+	static const char hex[] = "0123456789ABCDEF";
+	size_t used = 0;
 
-	snprintf(out, out_size, "%s", value != NULL && value[0] != '\0' ? value : "-");
-	for (i = 0; out[i] != '\0'; i++) {
-		if (out[i] <= ' ' || out[i] > '~' || out[i] == '"')
-			out[i] = '?';
+	if (value == NULL || value[0] == '\0')
+		value = "-";
+	for (; *value != '\0' && used + 4 <= out_size; value++) {
+		unsigned char c = (unsigned char)*value;
+
+		if (c <= ' ' || c > '~' || c == '%' || c == '"' || c == '=') {
+			out[used++] = '%';
+			out[used++] = hex[c >> 4];
+			out[used++] = hex[c & 0x0f];
+		} else {
+			out[used++] = (char)c;
+		}
 	}
+	out[used] = '\0';
 }
 
 static void fcgi_handle(void *context, struct request *req, struct response *resp)
@@ -42,7 +56,7 @@ static void fcgi_handle(void *context, struct request *req, struct response *res
 	const struct handlers_app *app = context;
 	struct handlers_log entry;
 	struct timespec start, end;
-	char method[16], user[AUTH_USER_ID_MAX + 1];
+	char method[48], user[3 * AUTH_USER_ID_MAX + 1];
 
 	memset(&entry, 0, sizeof(entry));
 	clock_gettime(CLOCK_MONOTONIC, &start);
