@@ -31,14 +31,30 @@ static void handlers_retry_after(struct response *resp, long seconds)
 	response_add_header(resp, "Retry-After", value);
 }
 
+/* Returns true when the connection answers a ping; a lost one is marked for reconnection. */
+static bool handlers_database_answers(struct db *db)
+{
+	if (db_connect(db) != DB_OK)
+		return false;
+	if (mysql_ping(db_mysql(db)) == 0)
+		return true;
+	db_fail(db, NULL, "health check");
+	return false;
+}
+
 static void handlers_health(const struct handlers_app *app, struct response *resp)
 {
 	struct json_object *obj = json_object_new_object();
 	struct db *db = app->ops.db;
-	int ok = db_connect(db) == DB_OK && mysql_ping(db_mysql(db)) == 0;
+	bool ok = handlers_database_answers(db);
 
+	/*
+	 * A connection the server closed while this worker was idle (a restart,
+	 * wait_timeout) fails its first ping although the server is back, so a
+	 * fresh connection gets one more try before the check reports failure.
+	 */
 	if (!ok)
-		db_fail(db, NULL, "health check");
+		ok = handlers_database_answers(db);
 	json_object_object_add(obj, "status", json_object_new_string(ok ? "ok" : "unavailable"));
 	resp->error_code = 0;
 	response_set_json(resp, ok ? 200 : 503, obj);

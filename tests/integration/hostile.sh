@@ -11,9 +11,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib/assert.sh"
 MAX_BODY=16384
 # Nesting depth that the body parser accepts, the top object counted as 1.
 MAX_DEPTH=16
-# lighttpd's FastCGI sockets sit beside MariaDB's in the stack's socket
-# folder, one per worker, named fcgi.sock-N and fcgi-api.sock-N.
-SOCKET_DIR=$(dirname "$USEROPS_DB_SOCKET")
+# lighttpd's FastCGI sockets, one per worker, named fcgi.sock-N and
+# fcgi-api.sock-N, are in the folder that stack.env names.
+SOCKET_DIR=$USEROPS_SOCKET_DIR
 
 USER_ID=
 TOKEN=

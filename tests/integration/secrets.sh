@@ -6,13 +6,11 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/assert.sh"
 
-# Prints the log files that the stack's programs write. lighttpd 1.4.69 run
-# with -D, as tests/lib/stack.sh runs it, gives the FastCGI workers it spawns
-# its own stderr rather than server.errorlog, so their lines land in
-# lighttpd-stdout.log (seen on Debian 12).
+# Prints the log files that the stack's programs write. The workers' stderr
+# and lighttpd's own lines share USEROPS_ERROR_LOG (see tests/lib/stack.sh).
 service_logs() {
 	local log
-	for log in "$USEROPS_ERROR_LOG" "$USEROPS_STACK_DIR/lighttpd-stdout.log" "$USEROPS_MAILER_LOG"; do
+	for log in "$USEROPS_ERROR_LOG" "${USEROPS_ERROR_LOG_STRICT:-}" "$USEROPS_MAILER_LOG"; do
 		if [[ -f $log ]]; then
 			echo "$log"
 		fi

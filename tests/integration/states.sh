@@ -219,8 +219,10 @@ get_pending_both() {
 # counted in code points.
 email_hint_short() {
 	local address
-	local -a addresses=(a@example.com ab@example.com abc@example.com 'ÿéñü@example.com')
-	local -a hints=('***@example.com' '***b@example.com' '***bc@example.com' '***éñü@example.com')
+	# Non-ASCII local parts are refused at creation (mail.sh); the unit tests
+	# of mask_email count their code points.
+	local -a addresses=(a@example.com ab@example.com abc@example.com abcd@example.com)
+	local -a hints=('***@example.com' '***b@example.com' '***bc@example.com' '***bcd@example.com')
 	new_user hint || return 1
 	for index in "${!addresses[@]}"; do
 		address=${addresses[$index]}

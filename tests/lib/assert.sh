@@ -198,9 +198,22 @@ unique_id() {
 	printf '%s-%s-%s-%s\n' "$1" "$$" "$RANDOM" "$ASSERT_SEQUENCE"
 }
 
-# Runs userops-ctl against the stack's configuration.
+# Runs userops-ctl against the stack's configuration (USEROPS_CTL_CONF when
+# set, else USEROPS_CONF). Its stderr is passed on after it exits, and also
+# appended to USEROPS_CTL_LOG when that is set, so that tests/run-all can
+# search it for sanitizer reports.
 ctl() {
-	USEROPS_SQL_DIR=$USEROPS_SQL_DIR "$USEROPS_BIN_DIR/userops-ctl" -c "$USEROPS_CONF" "$@"
+	local status=0 stderr_file
+	# A file per call, since a test may run several at once in the background.
+	stderr_file=$(mktemp "$ASSERT_TMP/ctl-stderr.XXXXXX")
+	USEROPS_SQL_DIR=$USEROPS_SQL_DIR "$USEROPS_BIN_DIR/userops-ctl" \
+		-c "${USEROPS_CTL_CONF:-$USEROPS_CONF}" "$@" 2>"$stderr_file" || status=$?
+	if [[ -n ${USEROPS_CTL_LOG:-} ]]; then
+		cat "$stderr_file" >>"$USEROPS_CTL_LOG"
+	fi
+	cat "$stderr_file" >&2
+	rm -f -- "$stderr_file"
+	return "$status"
 }
 
 # Prints a bearer token for USER, valid TTL seconds (default 600).

@@ -12,11 +12,25 @@
 #   STACK_BIN_DIR          folder with the built programs (default build/)
 #   STACK_RESEND_COOLDOWN  [operations] resend_cooldown in seconds (default 60)
 #   STACK_EXTRA_CONF       text appended to the generated userops.conf
+#   STACK_STRICT           yes starts a second lighttpd whose workers read
+#                          userops-strict.conf, the same configuration but
+#                          with accept_previous_code = no (default no)
+#   STACK_STRICT_HTTP_PORT port of that second lighttpd (default STACK_HTTP_PORT + 1)
 #
 # stack_start writes $STACK_DIR/stack.env, which the integration tests source
-# to find the URL, the configuration, the Maildir, the logs and the sockets.
+# to find the URLs, the configurations, the Maildir, the logs and the sockets.
 # The FastCGI sockets are $USEROPS_SOCKET_DIR/fcgi.sock-N (mounted at /) and
-# fcgi-api.sock-N (at /api/), N from 0 to 3.
+# fcgi-api.sock-N (at /api/), N from 0 to 3; the second lighttpd's are
+# strict.sock-N, N from 0 to 1, so that the glob fcgi*.sock-* finds only the
+# first lighttpd's workers.
+#
+# Each lighttpd runs in the foreground (-D) with its stdout and stderr
+# appended to its server.errorlog. The FastCGI workers it spawns inherit that
+# stderr rather than writing through server.errorlog (lighttpd 1.4.69 on
+# Debian 12), so the one file holds lighttpd's lines and the workers' lines.
+#
+# stack_db_stop and stack_db_start stop and start the stack's MariaDB alone,
+# for tests of a database outage.
 
 STACK_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 STACK_MARIADB_USER=mysql
@@ -65,14 +79,20 @@ stack_set_paths() {
 	STACK_BIN_DIR=${STACK_BIN_DIR:-$STACK_REPO/build}
 	STACK_RESEND_COOLDOWN=${STACK_RESEND_COOLDOWN:-60}
 	STACK_EXTRA_CONF=${STACK_EXTRA_CONF:-}
+	STACK_STRICT=${STACK_STRICT:-no}
+	STACK_STRICT_HTTP_PORT=${STACK_STRICT_HTTP_PORT:-$((STACK_HTTP_PORT + 1))}
 
 	STACK_PID_DIR=$STACK_DIR/pids
 	STACK_SECRET_DIR=$STACK_DIR/secrets
 	STACK_CONF=$STACK_DIR/userops.conf
+	STACK_STRICT_CONF=$STACK_DIR/userops-strict.conf
 	STACK_MAILDIR=$STACK_DIR/maildir
 	STACK_ERROR_LOG=$STACK_DIR/lighttpd-error.log
+	STACK_STRICT_ERROR_LOG=$STACK_DIR/lighttpd-strict-error.log
 	STACK_MAILER_LOG=$STACK_DIR/mailer.log
+	STACK_CTL_LOG=$STACK_DIR/ctl.log
 	STACK_URL=http://127.0.0.1:$STACK_HTTP_PORT
+	STACK_STRICT_URL=http://127.0.0.1:$STACK_STRICT_HTTP_PORT
 
 	# Unix socket paths are limited to 107 bytes and lighttpd appends a
 	# suffix per process. mariadbd runs as mysql, which may not be allowed
@@ -223,20 +243,21 @@ stack_sql() {
 	mariadb --no-defaults --socket="$STACK_DB_SOCKET" -u root --batch --skip-column-names -e "$1"
 }
 
-stack_start_mariadb() {
-	local pid tries password
-	stack_require_free_port "$STACK_DB_PORT" MariaDB || return 1
-	stack_write_mariadb_config
-	if ! mariadb-install-db --defaults-file="$STACK_DB_DIR/my.cnf" \
-		--auth-root-authentication-method=socket --skip-test-db \
-		>"$STACK_DB_DIR/install-db.log" 2>&1; then
-		stack_log "mariadb-install-db failed; see $STACK_DB_DIR/install-db.log"
-		return 1
-	fi
-
-	mariadbd --defaults-file="$STACK_DB_DIR/my.cnf" </dev/null >>"$STACK_DB_DIR/stdout.log" 2>&1 &
+# Starts mariadbd with the stack's defaults file, waits until it responds to
+# a ping on its socket, and records its PID. The data folder must exist.
+stack_launch_mariadb() {
+	local pid tries
+	# setsid puts mariadbd in a session of its own, so that a signal to the
+	# process group of the shell that started it (timeout stopping a test
+	# file that restarted the database) does not reach it. In a shell
+	# without job control setsid execs mariadbd and $! is mariadbd. Under
+	# job control it forks first, and -w keeps it waiting, so $! stays
+	# alive exactly as long as mariadbd does. The PID recorded at the end
+	# comes from mariadbd's pid-file either way.
+	setsid -w mariadbd --defaults-file="$STACK_DB_DIR/my.cnf" </dev/null >>"$STACK_DB_DIR/stdout.log" 2>&1 &
 	pid=$!
 	stack_record_pid 10 mariadb "$pid"
+
 	for ((tries = 0; tries < 300; tries++)); do
 		if mariadb-admin --no-defaults --socket="$STACK_DB_SOCKET" -u root ping >/dev/null 2>&1; then
 			break
@@ -253,11 +274,63 @@ stack_start_mariadb() {
 		return 1
 	fi
 
+	if [[ -s $STACK_DB_DIR/mariadbd.pid ]]; then
+		pid=$(<"$STACK_DB_DIR/mariadbd.pid")
+		stack_record_pid 10 mariadb "$pid"
+	fi
+	STACK_DB_PID=$pid
+}
+
+stack_start_mariadb() {
+	local password
+	stack_require_free_port "$STACK_DB_PORT" MariaDB || return 1
+	stack_write_mariadb_config
+	if ! mariadb-install-db --defaults-file="$STACK_DB_DIR/my.cnf" \
+		--auth-root-authentication-method=socket --skip-test-db \
+		>"$STACK_DB_DIR/install-db.log" 2>&1; then
+		stack_log "mariadb-install-db failed; see $STACK_DB_DIR/install-db.log"
+		return 1
+	fi
+	stack_launch_mariadb || return 1
+
 	password=$(<"$STACK_SECRET_DIR/db-password")
 	stack_sql "CREATE DATABASE userops CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;
 		CREATE USER 'userops'@'localhost' IDENTIFIED BY '$password';
 		GRANT ALL PRIVILEGES ON userops.* TO 'userops'@'localhost';"
-	stack_log "MariaDB ready on $STACK_DB_SOCKET and 127.0.0.1:$STACK_DB_PORT (PID $pid)"
+	stack_log "MariaDB ready on $STACK_DB_SOCKET and 127.0.0.1:$STACK_DB_PORT (PID $STACK_DB_PID)"
+}
+
+# Stops the stack's MariaDB alone, by its recorded PID, and waits until the
+# process is gone (TERM, then KILL after 10 s). Needs STACK_DIR.
+stack_db_stop() {
+	local file pid
+	stack_set_paths || return 1
+	file=$STACK_PID_DIR/10-mariadb.pid
+	if [[ ! -r $file ]]; then
+		stack_log "no MariaDB PID recorded in $file"
+		return 1
+	fi
+	pid=$(<"$file")
+	stack_stop_pid "$pid" mariadb
+	if stack_pid_alive "$pid"; then
+		stack_log "mariadbd (PID $pid) did not exit"
+		return 1
+	fi
+	stack_log "MariaDB stopped (PID $pid)"
+}
+
+# Starts the stack's MariaDB again with the same defaults file and data, and
+# waits until it responds on its socket. Needs STACK_DIR.
+stack_db_start() {
+	local file
+	stack_set_paths || return 1
+	file=$STACK_PID_DIR/10-mariadb.pid
+	if [[ -r $file ]] && stack_pid_alive "$(<"$file")"; then
+		stack_log "MariaDB already runs (PID $(<"$file"))"
+		return 1
+	fi
+	stack_launch_mariadb || return 1
+	stack_log "MariaDB ready again on $STACK_DB_SOCKET (PID $STACK_DB_PID)"
 }
 
 stack_start_smtp() {
@@ -337,6 +410,17 @@ EOF
 	fi
 }
 
+# Writes userops-strict.conf: userops.conf with accept_previous_code = no.
+stack_write_strict_config() {
+	sed -e 's/^accept_previous_code = yes$/accept_previous_code = no/' \
+		-e 's/^# userops configuration for/# userops configuration (accept_previous_code = no) for/' \
+		"$STACK_CONF" >"$STACK_STRICT_CONF"
+	if ! grep -q '^accept_previous_code = no$' "$STACK_STRICT_CONF"; then
+		stack_log "$STACK_STRICT_CONF: could not set accept_previous_code = no"
+		return 1
+	fi
+}
+
 # Runs userops-ctl against this stack's configuration.
 stack_ctl() {
 	USEROPS_SQL_DIR=$STACK_REPO/sql "$STACK_BIN_DIR/userops-ctl" -c "$STACK_CONF" "$@"
@@ -351,66 +435,99 @@ stack_migrate() {
 	stack_log "schema migrated"
 }
 
+# Writes the lighttpd configuration FILE: listen on 127.0.0.1:PORT, log to
+# ERROR_LOG and ACCESS_LOG, and route as the fastcgi.server value FASTCGI.
 stack_write_lighttpd_config() {
-	local fcgi="$STACK_BIN_DIR/userops-fcgi -c $STACK_CONF"
+	local file=$1 port=$2 error_log=$3 access_log=$4 fastcgi=$5
 	mkdir -p "$STACK_DIR/www"
-	cat >"$STACK_DIR/lighttpd.conf" <<EOF
+	cat >"$file" <<EOF
 # lighttpd for the userops stack in $STACK_DIR; generated by tests/lib/stack.sh.
 server.modules = ("mod_fastcgi", "mod_accesslog")
 server.bind = "127.0.0.1"
-server.port = $STACK_HTTP_PORT
+server.port = $port
 server.document-root = "$STACK_DIR/www"
-server.errorlog = "$STACK_ERROR_LOG"
-accesslog.filename = "$STACK_DIR/lighttpd-access.log"
+server.errorlog = "$error_log"
+accesslog.filename = "$access_log"
 # In KiB: above userops' own [server] max_body, so that userops itself returns 413001.
 server.max-request-size = 64
 
-# lighttpd takes the first prefix that matches, so /api/ comes before /.
-fastcgi.server = (
-	"/api/" => ((
-		"bin-path" => "$fcgi",
-		"socket" => "$STACK_SOCKET_DIR/fcgi-api.sock",
-		"check-local" => "disable",
-		"max-procs" => 4,
-	)),
-	"/" => ((
-		"bin-path" => "$fcgi",
-		"socket" => "$STACK_SOCKET_DIR/fcgi.sock",
-		"check-local" => "disable",
-		"max-procs" => 4,
-	)),
-)
+fastcgi.server = $fastcgi
 EOF
 }
 
-stack_start_lighttpd() {
-	local pid tries status
-	stack_require_free_port "$STACK_HTTP_PORT" lighttpd || return 1
-	stack_write_lighttpd_config
-	if ! lighttpd -tt -f "$STACK_DIR/lighttpd.conf" >"$STACK_DIR/lighttpd-check.log" 2>&1; then
-		stack_log "lighttpd rejected $STACK_DIR/lighttpd.conf:"
-		cat "$STACK_DIR/lighttpd-check.log" >&2
+# Prints one fastcgi.server entry: PREFIX served by PROCS userops-fcgi
+# workers that read CONF and listen on SOCKET-N.
+stack_fastcgi_entry() {
+	local prefix=$1 conf=$2 socket=$3 procs=$4
+	cat <<EOF
+	"$prefix" => ((
+		"bin-path" => "$STACK_BIN_DIR/userops-fcgi -c $conf",
+		"socket" => "$socket",
+		"check-local" => "disable",
+		"max-procs" => $procs,
+	)),
+EOF
+}
+
+# Starts lighttpd in the foreground with the configuration FILE, records
+# its PID as ORDER-NAME, and waits until GET URL/health returns 200.
+# lighttpd's stdout and stderr, which its FastCGI workers inherit, are
+# appended to ERROR_LOG, the file that server.errorlog names too.
+stack_launch_lighttpd() {
+	local name=$1 order=$2 file=$3 url=$4 error_log=$5 pid tries status
+	if ! lighttpd -tt -f "$file" >"$STACK_DIR/$name-check.log" 2>&1; then
+		stack_log "lighttpd rejected $file:"
+		cat "$STACK_DIR/$name-check.log" >&2
 		return 1
 	fi
-	lighttpd -D -f "$STACK_DIR/lighttpd.conf" </dev/null >>"$STACK_DIR/lighttpd-stdout.log" 2>&1 &
+	lighttpd -D -f "$file" </dev/null >>"$error_log" 2>&1 &
 	pid=$!
-	stack_record_pid 30 lighttpd "$pid"
+	stack_record_pid "$order" "$name" "$pid"
 	for ((tries = 0; tries < 100; tries++)); do
-		status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$STACK_URL/health" || true)
+		status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url/health" || true)
 		[[ $status == 200 ]] && break
 		if ! stack_pid_alive "$pid"; then
-			stack_log "lighttpd exited at start; the end of $STACK_ERROR_LOG:"
-			tail -n 20 "$STACK_ERROR_LOG" >&2
+			stack_log "$name exited at start; the end of $error_log:"
+			tail -n 20 "$error_log" >&2
 			return 1
 		fi
 		sleep 0.1
 	done
 	if ((tries == 100)); then
-		stack_log "GET $STACK_URL/health did not return 200 within 10 s (last status $status); the end of $STACK_ERROR_LOG:"
-		tail -n 20 "$STACK_ERROR_LOG" >&2
+		stack_log "GET $url/health did not return 200 within 10 s (last status $status); the end of $error_log:"
+		tail -n 20 "$error_log" >&2
 		return 1
 	fi
-	stack_log "lighttpd ready on $STACK_URL with userops-fcgi at / and /api/ (PID $pid)"
+	STACK_LIGHTTPD_PID=$pid
+}
+
+stack_start_lighttpd() {
+	local fastcgi
+	stack_require_free_port "$STACK_HTTP_PORT" lighttpd || return 1
+	# lighttpd takes the first prefix that matches, so /api/ comes before /.
+	fastcgi="(
+$(stack_fastcgi_entry /api/ "$STACK_CONF" "$STACK_SOCKET_DIR/fcgi-api.sock" 4)
+$(stack_fastcgi_entry / "$STACK_CONF" "$STACK_SOCKET_DIR/fcgi.sock" 4)
+)"
+	stack_write_lighttpd_config "$STACK_DIR/lighttpd.conf" "$STACK_HTTP_PORT" \
+		"$STACK_ERROR_LOG" "$STACK_DIR/lighttpd-access.log" "$fastcgi"
+	stack_launch_lighttpd lighttpd 30 "$STACK_DIR/lighttpd.conf" "$STACK_URL" "$STACK_ERROR_LOG" || return 1
+	stack_log "lighttpd ready on $STACK_URL with userops-fcgi at / and /api/ (PID $STACK_LIGHTTPD_PID)"
+}
+
+# Starts the second lighttpd, whose two workers at / read userops-strict.conf.
+stack_start_strict_lighttpd() {
+	local fastcgi
+	stack_require_free_port "$STACK_STRICT_HTTP_PORT" "the second lighttpd" || return 1
+	stack_write_strict_config || return 1
+	fastcgi="(
+$(stack_fastcgi_entry / "$STACK_STRICT_CONF" "$STACK_SOCKET_DIR/strict.sock" 2)
+)"
+	stack_write_lighttpd_config "$STACK_DIR/lighttpd-strict.conf" "$STACK_STRICT_HTTP_PORT" \
+		"$STACK_STRICT_ERROR_LOG" "$STACK_DIR/lighttpd-strict-access.log" "$fastcgi"
+	stack_launch_lighttpd lighttpd-strict 35 "$STACK_DIR/lighttpd-strict.conf" \
+		"$STACK_STRICT_URL" "$STACK_STRICT_ERROR_LOG" || return 1
+	stack_log "second lighttpd ready on $STACK_STRICT_URL with accept_previous_code = no (PID $STACK_LIGHTTPD_PID)"
 }
 
 stack_start_mailer() {
@@ -441,6 +558,12 @@ stack_write_env() {
 		printf 'USEROPS_SOCKET_DIR=%q\n' "$STACK_SOCKET_DIR"
 		printf 'USEROPS_SECRET_DIR=%q\n' "$STACK_SECRET_DIR"
 		printf 'USEROPS_RESEND_COOLDOWN=%q\n' "$STACK_RESEND_COOLDOWN"
+		printf 'USEROPS_CTL_LOG=%q\n' "$STACK_CTL_LOG"
+		if [[ $STACK_STRICT == yes ]]; then
+			printf 'USEROPS_URL_STRICT=%q\n' "$STACK_STRICT_URL"
+			printf 'USEROPS_CONF_STRICT=%q\n' "$STACK_STRICT_CONF"
+			printf 'USEROPS_ERROR_LOG_STRICT=%q\n' "$STACK_STRICT_ERROR_LOG"
+		fi
 	} >"$STACK_DIR/stack.env"
 }
 
@@ -460,6 +583,9 @@ stack_start() {
 	stack_require_free_port "$STACK_DB_PORT" MariaDB || return 1
 	stack_require_free_port "$STACK_SMTP_PORT" "the SMTP sink" || return 1
 	stack_require_free_port "$STACK_HTTP_PORT" lighttpd || return 1
+	if [[ $STACK_STRICT == yes ]]; then
+		stack_require_free_port "$STACK_STRICT_HTTP_PORT" "the second lighttpd" || return 1
+	fi
 	rm -rf -- "$STACK_DIR" "$STACK_RUNTIME_DIR"
 	# mariadbd runs as mysql and must pass through every new folder.
 	(umask 022 && mkdir -p "$STACK_DIR")
@@ -470,6 +596,9 @@ stack_start() {
 	stack_write_config
 	stack_migrate || return 1
 	stack_start_lighttpd || return 1
+	if [[ $STACK_STRICT == yes ]]; then
+		stack_start_strict_lighttpd || return 1
+	fi
 	stack_start_mailer || return 1
 	stack_write_env
 }
