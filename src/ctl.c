@@ -150,6 +150,51 @@ static void ctl_getopt_reset(void)
 	opterr = 0;
 }
 
+/* An option of a subcommand and where it goes: optarg into text, or true into flag. */
+struct ctl_option_target {
+	int code;
+	const char **text;
+	bool *flag;
+};
+
+/*
+ * Parses the options of subcommand argv[0] into targets, which end with code 0,
+ * and leaves optind at the first operand. --help prints usage. Returns 0, -1
+ * after --help, or the exit status of a usage error.
+ */
+static int ctl_parse_options(int argc, char **argv, const struct option *long_options,
+	const struct ctl_option_target *targets, const char *usage)
+{
+	const struct ctl_option_target *target;
+	int opt;
+
+	ctl_getopt_reset();
+	for (opt = getopt_long(argc, argv, ":", long_options, NULL); opt != -1;
+	     opt = getopt_long(argc, argv, ":", long_options, NULL)) {
+		if (opt == CTL_OPT_HELP) {
+			fputs(usage, stdout);
+			return -1;
+		}
+		for (target = targets; target->code != 0 && target->code != opt; target++)
+			;
+		if (target->code == 0)
+			return ctl_option_error(argv[0], opt, argv);
+		if (target->text != NULL)
+			*target->text = optarg;
+		else
+			*target->flag = true;
+	}
+	return 0;
+}
+
+/* Rejects operands after the options of subcommand argv[0]. Returns 0 or a usage error. */
+static int ctl_check_no_operands(int argc, char **argv)
+{
+	if (optind < argc)
+		return ctl_usage_error("%s takes no arguments, got %s", argv[0], argv[optind]);
+	return 0;
+}
+
 /* Parses a whole decimal number. Returns 0, or -1 on anything else or overflow. */
 static int ctl_parse_long(const char *text, long *value)
 {
@@ -163,6 +208,14 @@ static int ctl_parse_long(const char *text, long *value)
 	if (errno != 0 || end == text || *end != '\0')
 		return -1;
 	*value = parsed;
+	return 0;
+}
+
+/* Parses --ttl as a whole number of seconds from 1 to max. Returns 0 or a usage error. */
+static int ctl_parse_ttl(const char *text, long max, long *ttl)
+{
+	if (ctl_parse_long(text, ttl) != 0 || *ttl < 1 || *ttl > max)
+		return ctl_usage_error("--ttl must be between 1 and %ld seconds, got %s", max, text);
 	return 0;
 }
 
@@ -261,27 +314,20 @@ int ctl_migrate(int argc, char **argv, const struct cli_options *options)
 	struct config cfg;
 	const char *dir = NULL;
 	bool status_only = false;
+	const struct ctl_option_target targets[] = {
+		{ CTL_OPT_STATUS, NULL, &status_only },
+		{ CTL_OPT_DIR, &dir, NULL },
+		{ 0, NULL, NULL },
+	};
 	MYSQL *mysql = NULL;
 	char err[1024];
-	int opt;
 	int rc;
 
-	ctl_getopt_reset();
-	for (opt = getopt_long(argc, argv, ":", long_options, NULL); opt != -1;
-	     opt = getopt_long(argc, argv, ":", long_options, NULL)) {
-		if (opt == CTL_OPT_STATUS) {
-			status_only = true;
-		} else if (opt == CTL_OPT_DIR) {
-			dir = optarg;
-		} else if (opt == CTL_OPT_HELP) {
-			fputs(ctl_migrate_usage, stdout);
-			return CTL_EXIT_OK;
-		} else {
-			return ctl_option_error(argv[0], opt, argv);
-		}
-	}
-	if (optind < argc)
-		return ctl_usage_error("migrate takes no arguments, got %s", argv[optind]);
+	rc = ctl_parse_options(argc, argv, long_options, targets, ctl_migrate_usage);
+	if (rc == 0)
+		rc = ctl_check_no_operands(argc, argv);
+	if (rc != 0)
+		return rc < 0 ? CTL_EXIT_OK : rc;
 
 	memset(&cfg, 0, sizeof(cfg));
 	cli_load_config(CTL_PROGRAM, options, &cfg);
@@ -387,8 +433,9 @@ static int ctl_parse_create(int argc, char **argv, struct ctl_create_args *args)
 			return ctl_option_error(argv[0], opt, argv);
 		}
 	}
-	if (optind < argc)
-		return ctl_usage_error("create-operation takes no arguments, got %s", argv[optind]);
+	rc = ctl_check_no_operands(argc, argv);
+	if (rc != 0)
+		return rc;
 
 	rc = ctl_check_user(args->op.user_id);
 	if (rc == 0)
@@ -404,10 +451,7 @@ static int ctl_check_operation_ttl(const char *text, long lifetime, long *ttl)
 	*ttl = 0;
 	if (text == NULL)
 		return 0;
-	if (ctl_parse_long(text, ttl) != 0 || *ttl < 1 || *ttl > lifetime)
-		return ctl_usage_error("--ttl must be between 1 and %ld seconds, got %s", lifetime,
-			text);
-	return 0;
+	return ctl_parse_ttl(text, lifetime, ttl);
 }
 
 int ctl_create_operation(int argc, char **argv, const struct cli_options *options)
@@ -594,27 +638,20 @@ int ctl_totp_enroll(int argc, char **argv, const struct cli_options *options)
 	size_t secret_len = 0;
 	const char *user = NULL;
 	const char *secret_file = NULL;
+	const struct ctl_option_target targets[] = {
+		{ CTL_OPT_USER, &user, NULL },
+		{ CTL_OPT_SECRET_FILE, &secret_file, NULL },
+		{ 0, NULL, NULL },
+	};
 	const char *issuer;
 	char err[512] = "";
-	int opt;
 	int rc;
 
-	ctl_getopt_reset();
-	for (opt = getopt_long(argc, argv, ":", long_options, NULL); opt != -1;
-	     opt = getopt_long(argc, argv, ":", long_options, NULL)) {
-		if (opt == CTL_OPT_USER) {
-			user = optarg;
-		} else if (opt == CTL_OPT_SECRET_FILE) {
-			secret_file = optarg;
-		} else if (opt == CTL_OPT_HELP) {
-			fputs(ctl_totp_usage, stdout);
-			return CTL_EXIT_OK;
-		} else {
-			return ctl_option_error(argv[0], opt, argv);
-		}
-	}
-	if (optind < argc)
-		return ctl_usage_error("totp-enroll takes no arguments, got %s", argv[optind]);
+	rc = ctl_parse_options(argc, argv, long_options, targets, ctl_totp_usage);
+	if (rc == 0)
+		rc = ctl_check_no_operands(argc, argv);
+	if (rc != 0)
+		return rc < 0 ? CTL_EXIT_OK : rc;
 	rc = ctl_check_user(user);
 	if (rc != 0)
 		return rc;
@@ -652,34 +689,24 @@ static int ctl_parse_token(int argc, char **argv, const char **user, long *ttl)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *ttl_text = NULL;
-	int opt;
+	const struct ctl_option_target targets[] = {
+		{ CTL_OPT_USER, user, NULL },
+		{ CTL_OPT_TTL, &ttl_text, NULL },
+		{ 0, NULL, NULL },
+	};
 	int rc;
 
-	ctl_getopt_reset();
-	for (opt = getopt_long(argc, argv, ":", long_options, NULL); opt != -1;
-	     opt = getopt_long(argc, argv, ":", long_options, NULL)) {
-		if (opt == CTL_OPT_USER) {
-			*user = optarg;
-		} else if (opt == CTL_OPT_TTL) {
-			ttl_text = optarg;
-		} else if (opt == CTL_OPT_HELP) {
-			fputs(ctl_token_usage, stdout);
-			return -1;
-		} else {
-			return ctl_option_error(argv[0], opt, argv);
-		}
-	}
-	if (optind < argc)
-		return ctl_usage_error("issue-token takes no arguments, got %s", argv[optind]);
-	rc = ctl_check_user(*user);
+	rc = ctl_parse_options(argc, argv, long_options, targets, ctl_token_usage);
+	if (rc == 0)
+		rc = ctl_check_no_operands(argc, argv);
+	if (rc == 0)
+		rc = ctl_check_user(*user);
 	if (rc != 0)
 		return rc;
 
 	*ttl = CTL_TOKEN_TTL_DEFAULT;
-	if (ttl_text != NULL &&
-	    (ctl_parse_long(ttl_text, ttl) != 0 || *ttl < 1 || *ttl > CTL_TOKEN_TTL_MAX))
-		return ctl_usage_error("--ttl must be between 1 and %ld seconds, got %s",
-			CTL_TOKEN_TTL_MAX, ttl_text);
+	if (ttl_text != NULL)
+		return ctl_parse_ttl(ttl_text, CTL_TOKEN_TTL_MAX, ttl);
 	return 0;
 }
 
@@ -731,19 +758,16 @@ int ctl_show(int argc, char **argv, const struct cli_options *options)
 	struct ctl_session session;
 	struct json_object *json = NULL;
 	unsigned char uuid[16];
+	const struct ctl_option_target targets[] = {
+		{ 0, NULL, NULL },
+	};
 	const char *uuid_text;
 	char err[512] = "";
-	int opt;
 	int rc;
 
-	ctl_getopt_reset();
-	for (opt = getopt_long(argc, argv, ":", long_options, NULL); opt != -1;
-	     opt = getopt_long(argc, argv, ":", long_options, NULL)) {
-		if (opt != CTL_OPT_HELP)
-			return ctl_option_error(argv[0], opt, argv);
-		fputs(ctl_show_usage, stdout);
-		return CTL_EXIT_OK;
-	}
+	rc = ctl_parse_options(argc, argv, long_options, targets, ctl_show_usage);
+	if (rc != 0)
+		return rc < 0 ? CTL_EXIT_OK : rc;
 	if (optind >= argc)
 		return ctl_usage_error("show needs the operation's UUID");
 	if (optind + 1 < argc)

@@ -5,64 +5,17 @@
 # Each round has its own user and operation; the requests of a round are
 # started together in the background and all are waited for.
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/../lib/assert.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/assert.sh"
+# shellcheck source=SCRIPTDIR/../lib/operations.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/operations.sh"
 
 RESEND_COOLDOWN=${USEROPS_RESEND_COOLDOWN:-60}
 # Maximum cooldown, in seconds, for which the resend case waits.
 MAX_TEST_COOLDOWN=5
 ROUNDS=6
 
-USER_ID=
-FINGERPRINT=
-EMAIL=
-TOKEN=
-TOTP_SECRET=
-UUID=
-CHALLENGE=
-MAIL_CODE=
 REQUEST_PIDS=()
-
-skip_case() {
-	echo "skip $ASSERT_FILE: $1: $2"
-}
-
-new_user() {
-	USER_ID=$(unique_id "$1-user")
-	FINGERPRINT=$(unique_id "$1-device")
-	EMAIL="$(unique_id "$1")@example.com"
-	TOKEN=$(mint_token "$USER_ID") || assert_fail "userops-ctl issue-token --user $USER_ID failed"
-}
-
-new_totp_user() {
-	new_user "$1" || return 1
-	TOTP_SECRET=$(new_totp_secret)
-	enroll_totp "$USER_ID" "$TOTP_SECRET" || assert_fail "userops-ctl totp-enroll --user $USER_ID failed"
-}
-
-new_operation() {
-	CHALLENGE=$(create_operation --user "$USER_ID" --fingerprint "$FINGERPRINT" "$@") ||
-		assert_fail "userops-ctl create-operation $* failed" || return 1
-	UUID=$(jq -r .uuid <<<"$CHALLENGE")
-}
-
-wait_mail_code() {
-	mail_wait "$EMAIL" "$1" || return 1
-	MAIL_CODE=$(mail_latest_code "$EMAIL") || assert_fail "no code in mail $1 to $EMAIL"
-}
-
-other_code() {
-	local candidate code taken
-	for candidate in 000000 111111 222222 333333 444444 555555 666666; do
-		taken=no
-		for code in "$@"; do
-			[[ $candidate == "$code" ]] && taken=yes
-		done
-		if [[ $taken == no ]]; then
-			echo "$candidate"
-			return 0
-		fi
-	done
-}
 
 # Starts PUT /operations/UUID/ACTION [BODY] in the background as the current
 # user and device; the status goes to NAME.status and the body to NAME.body
@@ -99,7 +52,7 @@ request_outcome() {
 }
 
 current_status() {
-	http_request GET "/operations/$UUID" -t "$TOKEN" -f "$FINGERPRINT"
+	get_operation
 	jq -r .data.status <<<"$HTTP_BODY"
 }
 
@@ -176,7 +129,7 @@ wrong_codes_at_once() {
 	done
 	assert_equal "attemptsLeft of the five wrong confirms, sorted" '0 1 2 3 4' \
 		"$(printf '%s\n' "${lefts[@]}" | sort -n | tr '\n' ' ' | sed 's/ $//')"
-	http_request GET "/operations/$UUID" -t "$TOKEN" -f "$FINGERPRINT"
+	get_operation
 	assert_json .data.status rejected
 	assert_json .data.attemptsLeft 0
 }
@@ -187,13 +140,7 @@ two_resends() {
 	local first second after
 	new_user resend-race && new_operation --email "$EMAIL" || return 1
 	after=$(jq -r .resendEmailAfter <<<"$CHALLENGE")
-	if [[ ! $after =~ ^[0-9]+$ ]] || ((after - $(date +%s) > RESEND_COOLDOWN + 2)); then
-		assert_fail "resendEmailAfter is '$after', not within $((RESEND_COOLDOWN + 2)) s of now"
-		return 1
-	fi
-	while (($(date +%s) < after)); do
-		sleep 0.2
-	done
+	wait_until "$after" $((RESEND_COOLDOWN + 2)) || return 1
 	start_request first resend
 	start_request second resend
 	wait_requests
@@ -210,14 +157,11 @@ two_resends() {
 
 # One TOTP code on two operations of a user at once: one 200, one 422002.
 totp_code_twice_at_once() {
-	local code first_uuid first second now
+	local code first_uuid first second
 	new_totp_user totp-race && new_operation --otp || return 1
 	first_uuid=$UUID
 	new_operation --otp || return 1
-	now=$(date +%s)
-	if ((30 - now % 30 <= 3)); then
-		sleep $((30 - now % 30))
-	fi
+	avoid_step_end 3
 	code=$(totp_code "$TOTP_SECRET")
 	start_request second confirm "{\"otpCode\":\"$code\"}"
 	UUID=$first_uuid

@@ -9,6 +9,8 @@
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib/assert.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/assert.sh"
+# shellcheck source=SCRIPTDIR/../lib/operations.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/operations.sh"
 # shellcheck source=SCRIPTDIR/../lib/stack.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/stack.sh"
 STACK_DIR=$USEROPS_STACK_DIR
@@ -241,13 +243,7 @@ only_200_or_503() {
 resend_mailed() {
 	local after
 	after=$(jq -r .resendEmailAfter <<<"$CHALLENGE")
-	if [[ ! $after =~ ^[0-9]+$ ]] || ((after - $(date +%s) > 30)); then
-		assert_fail "resendEmailAfter is '$after', not within 30 s of now"
-		return 1
-	fi
-	while (($(date +%s) < after)); do
-		sleep 0.2
-	done
+	wait_until "$after" 30 || return 1
 	request PUT "/operations/$UUID/resend"
 	assert_status 200 || return 1
 	mail_wait "$EMAIL" 2 30

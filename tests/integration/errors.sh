@@ -6,7 +6,10 @@
 # [operations] resend_cooldown (tests/run-all sets 3 s); with a longer one
 # they are skipped.
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/../lib/assert.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/assert.sh"
+# shellcheck source=SCRIPTDIR/../lib/operations.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/operations.sh"
 
 HS256_SECRET=$(tr -d ' \t\r\n' <"$USEROPS_SECRET_DIR/hs256-secret")
 RESEND_COOLDOWN=${USEROPS_RESEND_COOLDOWN:-60}
@@ -16,92 +19,6 @@ MAX_TEST_COOLDOWN=5
 MAX_BODY=16384
 # A well-formed uuid that no operation has.
 MISSING_UUID=$(cat /proc/sys/kernel/random/uuid)
-
-USER_ID=
-FINGERPRINT=
-EMAIL=
-TOKEN=
-TOTP_SECRET=
-UUID=
-CHALLENGE=
-MAIL_CODE=
-
-# Prints a skipped case; run-all counts only passed and failed ones.
-skip_case() {
-	echo "skip $ASSERT_FILE: $1: $2"
-}
-
-# Sets USER_ID, FINGERPRINT, EMAIL and TOKEN for a new user named after PREFIX.
-new_user() {
-	USER_ID=$(unique_id "$1-user")
-	FINGERPRINT=$(unique_id "$1-device")
-	EMAIL="$(unique_id "$1")@example.com"
-	TOKEN=$(mint_token "$USER_ID") || assert_fail "userops-ctl issue-token --user $USER_ID failed"
-}
-
-# Enrols the current user for TOTP with a new secret in TOTP_SECRET.
-new_totp_user() {
-	new_user "$1" || return 1
-	TOTP_SECRET=$(new_totp_secret)
-	enroll_totp "$USER_ID" "$TOTP_SECRET" || assert_fail "userops-ctl totp-enroll --user $USER_ID failed"
-}
-
-# Creates an operation of the current user with the extra ARG... of
-# create-operation and sets UUID and CHALLENGE.
-new_operation() {
-	CHALLENGE=$(create_operation --user "$USER_ID" --fingerprint "$FINGERPRINT" "$@") ||
-		assert_fail "userops-ctl create-operation $* failed" || return 1
-	UUID=$(jq -r .uuid <<<"$CHALLENGE")
-}
-
-# Waits for the COUNT-th mail to EMAIL and stores its code in MAIL_CODE.
-wait_mail_code() {
-	mail_wait "$EMAIL" "$1" || return 1
-	MAIL_CODE=$(mail_latest_code "$EMAIL") || assert_fail "no code in mail $1 to $EMAIL"
-}
-
-# Prints a six-digit code that differs from every CODE given.
-other_code() {
-	local candidate code taken
-	for candidate in 000000 111111 222222 333333 444444 555555 666666; do
-		taken=no
-		for code in "$@"; do
-			[[ $candidate == "$code" ]] && taken=yes
-		done
-		if [[ $taken == no ]]; then
-			echo "$candidate"
-			return 0
-		fi
-	done
-}
-
-# Asserts the error body of CODE and a non-empty message.
-expect_error() {
-	assert_error "$1" || return 1
-	assert_json '.error.message | type == "string" and length > 0' true
-}
-
-# Sends PUT /operations/UUID/ACTION as the current user and device, with
-# BODY when given.
-put_action() {
-	if (($# > 1)); then
-		http_request PUT "/operations/$UUID/$1" -t "$TOKEN" -f "$FINGERPRINT" -d "$2"
-	else
-		http_request PUT "/operations/$UUID/$1" -t "$TOKEN" -f "$FINGERPRINT"
-	fi
-}
-
-get_operation() {
-	http_request GET "/operations/$UUID" -t "$TOKEN" -f "$FINGERPRINT"
-}
-
-# Asserts that GET of the current operation shows STATUS and ATTEMPTS left.
-expect_operation() {
-	get_operation
-	assert_status 200 || return 1
-	assert_json .data.status "$1"
-	assert_json .data.attemptsLeft "$2"
-}
 
 # Writes a JSON object of exactly SIZE bytes to FILE.
 write_json_of_size() {
@@ -127,10 +44,7 @@ put_body_file() {
 		-H 'Content-Type: application/json' "${transfer[@]}" --data-binary "@$file" \
 		-o "$ASSERT_TMP/body" -D "$ASSERT_TMP/all-headers" -w '%{http_code}' \
 		"$USEROPS_URL$path") || HTTP_STATUS=000
-	HTTP_BODY=$(cat "$ASSERT_TMP/body" 2>/dev/null || true)
-	tr -d '\r' <"$ASSERT_TMP/all-headers" |
-		awk '/^HTTP\// { block = "" } { block = block $0 "\n" } END { printf "%s", block }' \
-			>"$HTTP_HEADERS_FILE"
+	store_curl_response
 }
 
 base64url() {
@@ -696,19 +610,6 @@ resend_too_early() {
 	expect_operation pending 5
 }
 
-# Waits until the Unix time AFTER, which must lie at most LIMIT seconds
-# ahead.
-wait_resend_after() {
-	local after=$1 limit=$2
-	if [[ ! $after =~ ^[0-9]+$ ]] || ((after - $(date +%s) > limit)); then
-		assert_fail "resendEmailAfter is '$after', not within $limit s of now"
-		return 1
-	fi
-	while (($(date +%s) < after)); do
-		sleep 0.2
-	done
-}
-
 # The cooldown doubles after each resend (c, 2c, 4c). After the third
 # resend resendEmailAfter is null and a fourth gets 429002.
 resend_limit_429002() {
@@ -716,7 +617,7 @@ resend_limit_429002() {
 	new_user limit && new_operation --email "$EMAIL" || return 1
 	after=$(jq -r .resendEmailAfter <<<"$CHALLENGE")
 	for resend in 1 2 3; do
-		wait_resend_after "$after" $((wait + 2)) || return 1
+		wait_until "$after" $((wait + 2)) || return 1
 		put_action resend
 		sent=$(date +%s)
 		HTTP_REQUEST+=" (resend $resend)"

@@ -6,6 +6,8 @@
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib/assert.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/assert.sh"
+# shellcheck source=SCRIPTDIR/../lib/operations.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/operations.sh"
 
 USER_ID=$(unique_id flow-user)
 FINGERPRINT=$(unique_id flow-device)
@@ -35,7 +37,7 @@ enroll_and_create() {
 }
 
 get_pending() {
-	http_request GET "/operations/$UUID" -t "$TOKEN" -f "$FINGERPRINT"
+	get_operation
 	assert_status 200
 	assert_json .success true
 	assert_json .message 'Operation successful'
@@ -61,13 +63,7 @@ resend_too_early() {
 resend_after_cooldown() {
 	local after
 	after=$(jq -r .resendEmailAfter <<<"$CHALLENGE")
-	if [[ ! $after =~ ^[0-9]+$ ]] || ((after - $(date +%s) > 30)); then
-		assert_fail "resendEmailAfter is '$after', not within 30 s of now"
-		return 1
-	fi
-	while (($(date +%s) < after)); do
-		sleep 0.2
-	done
+	wait_until "$after" 30 || return 1
 	http_request PUT "/operations/$UUID/resend" -t "$TOKEN" -f "$FINGERPRINT"
 	assert_status 200
 	assert_json .uuid "$UUID"
@@ -113,7 +109,7 @@ confirm_right_codes() {
 }
 
 get_confirmed() {
-	http_request GET "/operations/$UUID" -t "$TOKEN" -f "$FINGERPRINT"
+	get_operation
 	assert_status 200
 	assert_json .data.status confirmed
 	assert_json .data.attemptsLeft 4

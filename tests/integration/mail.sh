@@ -4,7 +4,10 @@
 # stores that code in clear text. An address that tries to add a header or a
 # recipient is rejected before anything is queued.
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/../lib/assert.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/assert.sh"
+# shellcheck source=SCRIPTDIR/../lib/operations.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/operations.sh"
 
 USER_ID=
 TOKEN=
@@ -25,19 +28,6 @@ new_mailed_operation() {
 		assert_fail "userops-ctl create-operation failed" || return 1
 	UUID=$(jq -r .uuid <<<"$challenge")
 	mail_wait "$EMAIL" 1
-}
-
-# Runs SQL in the userops database as the MariaDB root user, over the
-# stack's socket (unix_socket authentication, as tests/lib/stack.sh does).
-db_query() {
-	mariadb --no-defaults --socket="$USEROPS_DB_SOCKET" -u root --batch --skip-column-names \
-		userops -e "$1"
-}
-
-# Prints the whole userops database as SQL, binary columns as raw bytes.
-db_dump() {
-	mariadb-dump --no-defaults --socket="$USEROPS_DB_SOCKET" -u root \
-		--skip-extended-insert --skip-comments userops
 }
 
 # Waits up to 10 s until every outbox row to ADDRESS is final (sent, failed

@@ -11,6 +11,8 @@
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib/assert.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/assert.sh"
+# shellcheck source=SCRIPTDIR/../lib/operations.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/operations.sh"
 
 RESEND_COOLDOWN=${USEROPS_RESEND_COOLDOWN:-60}
 # Maximum cooldown, in seconds, for which the resend steps wait.
@@ -38,10 +40,6 @@ PLAN=(
 # separated by spaces, and the first setup step that failed.
 declare -A OP_TOKEN OP_FINGERPRINT OP_EMAIL OP_UUID OP_AFTER OP_CODES OP_BROKEN
 OPERATIONS=()
-
-skip_case() {
-	echo "skip $ASSERT_FILE: $1: $2"
-}
 
 # Prints the base URL of FRONT_END (strict or default).
 front_end_url() {

@@ -4,7 +4,10 @@
 # code (mailed, TOTP or wrong), the whole Fingerprint or the whole address,
 # but the request line itself is logged under its X-Request-Id.
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/../lib/assert.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/assert.sh"
+# shellcheck source=SCRIPTDIR/../lib/operations.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/operations.sh"
 
 # Prints the log files that the stack's programs write. The workers' stderr
 # and lighttpd's own lines share USEROPS_ERROR_LOG (see tests/lib/stack.sh).
@@ -15,13 +18,6 @@ service_logs() {
 			echo "$log"
 		fi
 	done
-}
-
-# Runs SQL in the userops database as the MariaDB root user, over the
-# stack's socket (unix_socket authentication, as tests/lib/stack.sh does).
-db_query() {
-	mariadb --no-defaults --socket="$USEROPS_DB_SOCKET" -u root --batch --skip-column-names \
-		userops -e "$1"
 }
 
 # Prints every row of every table in the userops database, each column as
@@ -57,8 +53,7 @@ totp_secret_not_in_database() {
 	rows=$(db_query "SELECT COUNT(*) FROM totp_enrolments WHERE user_id = '$user'")
 	assert_equal "totp_enrolments rows for $user" 1 "$rows" || return 1
 
-	mariadb-dump --no-defaults --socket="$USEROPS_DB_SOCKET" -u root --skip-extended-insert \
-		--skip-comments userops >"$ASSERT_TMP/dump.sql" || assert_fail "mariadb-dump failed" || return 1
+	db_dump >"$ASSERT_TMP/dump.sql" || assert_fail "mariadb-dump failed" || return 1
 	if grep -aqiF -- "$secret" "$ASSERT_TMP/dump.sql"; then
 		assert_fail "the database dump contains the base32 TOTP secret of $user"
 	fi

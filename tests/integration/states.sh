@@ -7,7 +7,10 @@
 # and operations. The resend cases need a short [operations] resend_cooldown
 # (tests/run-all sets 3 s); with a longer one they are skipped.
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/../lib/assert.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/assert.sh"
+# shellcheck source=SCRIPTDIR/../lib/operations.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/operations.sh"
 
 RESEND_COOLDOWN=${USEROPS_RESEND_COOLDOWN:-60}
 # Maximum cooldown, in seconds, for which the resend cases wait.
@@ -17,93 +20,9 @@ MAX_ATTEMPTS=5
 CHALLENGE_KEYS='["email2fa","emailHint","expiresAt","otp2fa","resendEmailAfter","uuid"]'
 GET_KEYS='["attemptsLeft","email2fa","emailDelivery","emailHint","expiresAt","otp2fa","resendEmailAfter","status","uuid"]'
 
-USER_ID=
-FINGERPRINT=
-EMAIL=
-TOKEN=
-TOTP_SECRET=
-UUID=
-CHALLENGE=
-MAIL_CODE=
 SECOND_PID=
 SECOND_DIR=
 SECOND_FAILURE=
-
-skip_case() {
-	echo "skip $ASSERT_FILE: $1: $2"
-}
-
-# Sets USER_ID, FINGERPRINT, EMAIL and TOKEN for a new user named after PREFIX.
-new_user() {
-	USER_ID=$(unique_id "$1-user")
-	FINGERPRINT=$(unique_id "$1-device")
-	EMAIL="$(unique_id "$1")@example.com"
-	TOKEN=$(mint_token "$USER_ID") || assert_fail "userops-ctl issue-token --user $USER_ID failed"
-}
-
-# Enrols a new user for TOTP with a new secret in TOTP_SECRET.
-new_totp_user() {
-	new_user "$1" || return 1
-	TOTP_SECRET=$(new_totp_secret)
-	enroll_totp "$USER_ID" "$TOTP_SECRET" || assert_fail "userops-ctl totp-enroll --user $USER_ID failed"
-}
-
-# Creates an operation of the current user with the extra ARG... of
-# create-operation and sets UUID and CHALLENGE.
-new_operation() {
-	CHALLENGE=$(create_operation --user "$USER_ID" --fingerprint "$FINGERPRINT" "$@") ||
-		assert_fail "userops-ctl create-operation $* failed" || return 1
-	UUID=$(jq -r .uuid <<<"$CHALLENGE")
-}
-
-# Waits for the COUNT-th mail to ADDRESS (default EMAIL) and stores its code
-# in MAIL_CODE.
-wait_mail_code() {
-	local address=${2:-$EMAIL}
-	mail_wait "$address" "$1" || return 1
-	MAIL_CODE=$(mail_latest_code "$address") || assert_fail "no code in mail $1 to $address"
-}
-
-# Prints a six-digit code that differs from every CODE given.
-other_code() {
-	local candidate code taken
-	for candidate in 000000 111111 222222 333333 444444 555555 666666; do
-		taken=no
-		for code in "$@"; do
-			[[ $candidate == "$code" ]] && taken=yes
-		done
-		if [[ $taken == no ]]; then
-			echo "$candidate"
-			return 0
-		fi
-	done
-}
-
-expect_error() {
-	assert_error "$1" || return 1
-	assert_json '.error.message | type == "string" and length > 0' true
-}
-
-# Sends PUT /operations/UUID/ACTION as the current user and device, with
-# BODY when given.
-put_action() {
-	if (($# > 1)); then
-		http_request PUT "/operations/$UUID/$1" -t "$TOKEN" -f "$FINGERPRINT" -d "$2"
-	else
-		http_request PUT "/operations/$UUID/$1" -t "$TOKEN" -f "$FINGERPRINT"
-	fi
-}
-
-get_operation() {
-	http_request GET "/operations/$UUID" -t "$TOKEN" -f "$FINGERPRINT"
-}
-
-expect_operation() {
-	get_operation
-	assert_status 200 || return 1
-	assert_json .data.status "$1"
-	assert_json .data.attemptsLeft "$2"
-}
 
 # Asserts a 200 of cancel or confirm whose data contains exactly uuid and
 # STATUS.
@@ -121,28 +40,6 @@ assert_between() {
 	local what=$1 value=$2 low=$3 high=$4
 	if [[ ! $value =~ ^-?[0-9]+$ ]] || ((value < low || value > high)); then
 		assert_fail "$what: expected a number from $low to $high, got '$value'"
-	fi
-}
-
-# Waits until Unix time AFTER, which must lie at most LIMIT seconds ahead.
-wait_until() {
-	local after=$1 limit=$2
-	if [[ ! $after =~ ^[0-9]+$ ]] || ((after - $(date +%s) > limit)); then
-		assert_fail "resendEmailAfter is '$after', not within $limit s of now"
-		return 1
-	fi
-	while (($(date +%s) < after)); do
-		sleep 0.2
-	done
-}
-
-# Waits, when the current TOTP step ends within SECONDS, for the next one, so
-# that the codes computed next stay in the step that the service uses.
-avoid_step_end() {
-	local now
-	now=$(date +%s)
-	if ((30 - now % 30 <= $1)); then
-		sleep $((30 - now % 30))
 	fi
 }
 
@@ -556,10 +453,7 @@ second_request() {
 		-H "Authorization: Bearer $TOKEN" -H "Fingerprint: $FINGERPRINT" "${body[@]}" \
 		-o "$ASSERT_TMP/body" -D "$ASSERT_TMP/all-headers" -w '%{http_code}' \
 		"http://localhost$path") || HTTP_STATUS=000
-	HTTP_BODY=$(cat "$ASSERT_TMP/body" 2>/dev/null || true)
-	tr -d '\r' <"$ASSERT_TMP/all-headers" |
-		awk '/^HTTP\// { block = "" } { block = block $0 "\n" } END { printf "%s", block }' \
-			>"$HTTP_HEADERS_FILE"
+	store_curl_response
 }
 
 # Starts lighttpd with userops-fcgi on a unix socket of its own, against the
