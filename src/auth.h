@@ -2,6 +2,7 @@
 #ifndef USEROPS_AUTH_H
 #define USEROPS_AUTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,31 @@ void auth_keys_free(struct auth_keys *keys);
 enum auth_result auth_verify(const struct auth_keys *keys, const char *authorization,
 	int64_t now, char user_id[AUTH_USER_ID_MAX + 1]);
 
+/* The claims a service route needs besides the subject. */
+struct auth_claims {
+	char subject[AUTH_USER_ID_MAX + 1];
+	/* The scope claim as space-separated scopes, from a string or an array. */
+	char scope[1024];
+};
+
+/*
+ * Verifies like auth_verify and also returns the scope claim. A scope claim
+ * that is neither a string nor an array of strings, or longer than the
+ * buffer, makes the token AUTH_INVALID.
+ */
+enum auth_result auth_verify_claims(const struct auth_keys *keys, const char *authorization,
+	int64_t now, struct auth_claims *claims);
+
+/* Returns true when the space-separated scope list holds scope exactly. */
+bool auth_scope_has(const struct auth_claims *claims, const char *scope);
+
+/*
+ * Makes keys reject (AUTH_INVALID) every token whose aud holds audience,
+ * so a service token never passes as a user's even where both sections
+ * share a secret. NULL or empty turns it off. audience is copied.
+ */
+int auth_keys_exclude_audience(struct auth_keys *keys, const char *audience);
+
 /*
  * Signs an HS256 token for user_id with the first configured HS secret,
  * valid ttl seconds from now, with iss and aud when configured. Returns a
@@ -44,5 +70,9 @@ enum auth_result auth_verify(const struct auth_keys *keys, const char *authoriza
  */
 char *auth_issue_token(const struct auth_keys *keys, const char *user_id, int64_t now,
 	long ttl);
+
+/* Like auth_issue_token, with a scope claim (space-separated) when scope is not NULL. */
+char *auth_issue_service_token(const struct auth_keys *keys, const char *subject,
+	const char *scope, int64_t now, long ttl);
 
 #endif

@@ -49,10 +49,16 @@ struct operation_view {
 	int64_t email_delivery_at;
 };
 
-/* Who is asking: the token's user, the device and the client, for checks and audit rows. */
+/*
+ * Who is asking, for checks and audit rows: the token's user and device, or
+ * a platform service (is_service), which acts on any user's operation with
+ * no device binding.
+ */
 struct operation_actor {
-	const char *user_id;
+	const char *user_id;          /* NULL when is_service */
 	unsigned char fingerprint_sha256[32];
+	bool is_service;
+	const char *service;          /* the service token's subject when is_service */
 	const char *client_address;   /* may be NULL */
 	const char *request_id;
 };
@@ -127,5 +133,62 @@ int operations_totp_enroll(const struct operations_context *ctx, const char *use
 /* Writes the operation as a JSON object (status included) for userops-ctl show. */
 struct json_object *operations_show(const struct operations_context *ctx,
 	const unsigned char uuid[16], char *err, size_t err_size);
+
+/* The Idempotency-Key of a service's create request. */
+struct operation_idempotency {
+	const char *service;          /* the service token's subject */
+	const char *key;              /* 1 to 128 characters from '!' to '~' */
+	unsigned char request_sha256[32];   /* of the request body as sent */
+};
+
+/*
+ * Creates an operation for a service (POST /internal/operations). The
+ * values of op are checked as operations_create does, and also the locale
+ * against the template folders and params values for control characters;
+ * a bad one is 400001 with result->field naming the body member (userId,
+ * fingerprint, email, otp, kind, locale, params, ttl). On success *answer
+ * is the JSON text of the 201 body (the challenge object) and challenge is
+ * filled. With idempotency set, the answer is kept for 24 hours under
+ * (service, key) in the same transaction: a later call with the same key
+ * and request hash gets the first answer again (*replayed true) with no
+ * new operation or mail, and another request hash gets 409005. Calls with
+ * one key at the same time wait for the first to commit.
+ */
+void operations_create_for_service(const struct operations_context *ctx,
+	const struct operation_new *op, const struct operation_idempotency *idempotency,
+	struct operation_challenge *challenge, char **answer, bool *replayed,
+	struct operation_result *result, char *err, size_t err_size);
+
+/*
+ * Builds the service view of an operation: the GET fields plus userId,
+ * kind, locale, params, createdAt, finishedAt and resends.
+ */
+void operations_service_get(const struct operations_context *ctx, const unsigned char uuid[16],
+	const struct operation_actor *actor, struct json_object **operation,
+	struct operation_result *result);
+
+/*
+ * Cancels on the platform's behalf, with the state table of the user's
+ * cancel; reason (NULL or at most 255 bytes) goes into the audit row.
+ */
+void operations_service_cancel(const struct operations_context *ctx,
+	const unsigned char uuid[16], const struct operation_actor *actor, const char *reason,
+	struct operation_result *result);
+
+/*
+ * Returns in *events a JSON array of the outcome events with an id above
+ * after_id, in commit order, at most limit (1 to 1000). Each event has id,
+ * uuid, userId, kind, status (confirmed, cancelled, rejected, expired) and
+ * at. *last_id is the id of the last one, or after_id when there is none.
+ */
+void operations_events(const struct operations_context *ctx, int64_t after_id, long limit,
+	struct json_object **events, int64_t *last_id, struct operation_result *result);
+
+/*
+ * Writes the expired state, its audit row and its event for up to limit
+ * pending operations past expiresAt, each in its own transaction. Returns
+ * how many expired, or -1 on a database error.
+ */
+long operations_expire_due(const struct operations_context *ctx, long limit);
 
 #endif
