@@ -24,6 +24,9 @@
 /* A day. A larger leeway would make exp meaningless, and the cap keeps now + leeway in range. */
 #define AUTH_LEEWAY_MAX 86400
 
+/* The size of struct auth_claims' scope buffer, so an issued scope always fits a verifier's. */
+#define AUTH_SCOPE_SIZE sizeof(((struct auth_claims *)NULL)->scope)
+
 /* RSA keys with fewer bits than this are rejected at load as too weak. */
 #define AUTH_RSA_MIN_BITS 2048
 
@@ -74,6 +77,7 @@ struct auth_keys {
 	size_t count;
 	char *issuer;    /* NULL: iss is not checked */
 	char *audience;  /* NULL: aud is not checked */
+	char *excluded_audience;  /* NULL: no aud value is rejected */
 	int64_t leeway;
 };
 
@@ -472,8 +476,8 @@ int auth_keys_load(const struct config_jwt *cfg, struct auth_keys **keys_out, ch
 	}
 	keys->leeway = cfg->leeway;
 
-	/* An unset list means the documented default. */
-	if (algorithms == NULL)
+	/* An unset or empty list means the documented default. */
+	if (algorithms == NULL || algorithms[0] == '\0')
 		algorithms = "HS256";
 	if (auth_parse_algorithms(algorithms, &keys->algs, err, err_size) != 0)
 		goto out;
@@ -511,7 +515,22 @@ void auth_keys_free(struct auth_keys *keys)
 	free(keys->items);
 	free(keys->issuer);
 	free(keys->audience);
+	free(keys->excluded_audience);
 	free(keys);
+}
+
+int auth_keys_exclude_audience(struct auth_keys *keys, const char *audience)
+{
+	char *copy = NULL;
+
+	if (audience != NULL && audience[0] != '\0') {
+		copy = strdup(audience);
+		if (copy == NULL)
+			return -1;
+	}
+	free(keys->excluded_audience);
+	keys->excluded_audience = copy;
+	return 0;
 }
 
 /* Returns a base64url character's 6-bit value, or -1. */
@@ -834,45 +853,169 @@ static int auth_audience_matches(struct json_object *aud, const char *audience)
 	return 0;
 }
 
+/* The decoded parts of a compact JWS (RFC 7515 section 7.1). */
+struct auth_token {
+	struct json_object *header;
+	struct json_object *claims;
+	char *payload;  /* the claims' JSON text */
+	size_t payload_len;
+};
+
 /*
- * Checks the claims of a token whose signature is verified. Expiry is
- * checked last, so AUTH_EXPIRED means the token is otherwise valid. A token
- * is expired when now >= exp + leeway, and not yet valid when
- * nbf > now + leeway.
+ * Appends one scope item of len bytes to scope, after a space unless it is
+ * the first. An item is 1 or more bytes without spaces or control
+ * characters, tabs included. Returns -1 for anything else and when scope
+ * would exceed scope_size with its NUL.
  */
-static enum auth_result auth_check_claims(const struct auth_keys *keys,
-	struct json_object *claims, const char *payload, size_t payload_len, int64_t now,
-	char *user_id)
+static int auth_append_scope(char *scope, size_t scope_size, size_t *used, const char *item,
+	size_t len)
+{
+	size_t separator = *used > 0 ? 1 : 0;
+
+	if (len == 0 || memchr(item, ' ', len) != NULL || auth_has_control(item, len))
+		return -1;
+	if (*used + separator + len >= scope_size)
+		return -1;
+	if (separator)
+		scope[(*used)++] = ' ';
+	memcpy(scope + *used, item, len);
+	*used += len;
+	scope[*used] = '\0';
+	return 0;
+}
+
+/*
+ * Normalizes a space-separated scope list (RFC 8693 section 4.2) into
+ * scope: runs of spaces become one space and spaces at the ends go. A tab
+ * or any other control character makes the whole list invalid. Returns 0
+ * or -1.
+ */
+static int auth_normalize_scope(const char *text, size_t len, char *scope, size_t scope_size)
+{
+	size_t used = 0;
+	size_t i = 0;
+
+	scope[0] = '\0';
+	while (i < len) {
+		size_t item_end;
+
+		if (text[i] == ' ') {
+			i++;
+			continue;
+		}
+		for (item_end = i; item_end < len && text[item_end] != ' '; item_end++)
+			;
+		if (auth_append_scope(scope, scope_size, &used, text + i, item_end - i) != 0)
+			return -1;
+		i = item_end;
+	}
+	return 0;
+}
+
+/*
+ * Copies the scope claim into scope as space-separated items: a string as
+ * auth_normalize_scope() reads it, or an array of strings each of which is
+ * one item. An absent claim gives an empty scope. Returns 0, or -1 for
+ * another type, a bad item, or a list that does not fit.
+ */
+static int auth_copy_scope(struct json_object *claims, char *scope, size_t scope_size)
 {
 	struct json_object *member;
-	int64_t exp = 0;
+	size_t used = 0;
+	size_t count;
+	size_t i;
+
+	scope[0] = '\0';
+	if (!json_object_object_get_ex(claims, "scope", &member))
+		return 0;
+	if (json_object_is_type(member, json_type_string))
+		return auth_normalize_scope(json_object_get_string(member),
+			(size_t)json_object_get_string_len(member), scope, scope_size);
+	if (!json_object_is_type(member, json_type_array))
+		return -1;
+
+	count = json_object_array_length(member);
+	for (i = 0; i < count; i++) {
+		struct json_object *item = json_object_array_get_idx(member, i);
+
+		if (!json_object_is_type(item, json_type_string)
+			|| auth_append_scope(scope, scope_size, &used, json_object_get_string(item),
+				(size_t)json_object_get_string_len(item)) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Checks nbf and reads exp, which must be present. Returns 0, or -1 when the token is invalid. */
+static int auth_check_times(const struct auth_keys *keys, struct json_object *claims,
+	int64_t now, int64_t *exp)
+{
 	int64_t nbf = 0;
 	int found;
 
-	if (auth_get_time(claims, "exp", &exp) != 1) {
+	if (auth_get_time(claims, "exp", exp) != 1) {
 		log_debug("bearer token rejected: exp claim missing or not an integer");
-		return AUTH_INVALID;
+		return -1;
 	}
 	found = auth_get_time(claims, "nbf", &nbf);
 	if (found < 0 || (found == 1 && nbf > now + keys->leeway)) {
 		log_debug("bearer token rejected: nbf claim in the future or not an integer");
-		return AUTH_INVALID;
+		return -1;
 	}
-	if (keys->issuer != NULL
-		&& (!json_object_object_get_ex(claims, "iss", &member)
-			|| !json_object_is_type(member, json_type_string)
-			|| strcmp(json_object_get_string(member), keys->issuer) != 0)) {
-		log_debug("bearer token rejected: iss claim missing or not the configured issuer");
-		return AUTH_INVALID;
+	return 0;
+}
+
+/* Checks iss and aud against the configured issuer, audience and excluded audience. */
+static int auth_check_parties(const struct auth_keys *keys, struct json_object *claims)
+{
+	struct json_object *member;
+	bool has_aud = json_object_object_get_ex(claims, "aud", &member);
+
+	if (keys->issuer != NULL) {
+		struct json_object *iss;
+
+		if (!json_object_object_get_ex(claims, "iss", &iss)
+			|| !json_object_is_type(iss, json_type_string)
+			|| strcmp(json_object_get_string(iss), keys->issuer) != 0) {
+			log_debug("bearer token rejected: iss claim missing or not the configured issuer");
+			return -1;
+		}
 	}
-	if (keys->audience != NULL
-		&& (!json_object_object_get_ex(claims, "aud", &member)
-			|| !auth_audience_matches(member, keys->audience))) {
+	if (keys->audience != NULL && (!has_aud || !auth_audience_matches(member, keys->audience))) {
 		log_debug("bearer token rejected: aud claim missing or without the configured audience");
+		return -1;
+	}
+	if (keys->excluded_audience != NULL && has_aud
+		&& auth_audience_matches(member, keys->excluded_audience)) {
+		log_debug("bearer token rejected: aud claim contains the excluded audience");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Checks the claims of a token whose signature is verified and copies sub
+ * into subject, and the scope claim into scope unless scope is NULL.
+ * Expiry is checked last, so AUTH_EXPIRED means the token is otherwise
+ * valid. A token is expired when now >= exp + leeway, and not yet valid
+ * when nbf > now + leeway.
+ */
+static enum auth_result auth_check_claims(const struct auth_keys *keys,
+	const struct auth_token *parsed, int64_t now, char *subject, char *scope,
+	size_t scope_size)
+{
+	int64_t exp = 0;
+
+	if (auth_check_times(keys, parsed->claims, now, &exp) != 0
+		|| auth_check_parties(keys, parsed->claims) != 0)
+		return AUTH_INVALID;
+	if (auth_copy_subject(parsed->claims, parsed->payload, parsed->payload_len, subject) != 0) {
+		log_debug("bearer token rejected: sub claim missing or not a valid user id");
 		return AUTH_INVALID;
 	}
-	if (auth_copy_subject(claims, payload, payload_len, user_id) != 0) {
-		log_debug("bearer token rejected: sub claim missing or not a valid user id");
+	if (scope != NULL && auth_copy_scope(parsed->claims, scope, scope_size) != 0) {
+		log_debug("bearer token rejected: scope claim not a string or an array of scope "
+			"strings, or longer than %zu bytes", scope_size - 1);
 		return AUTH_INVALID;
 	}
 	if (exp <= now - keys->leeway) {
@@ -953,14 +1096,6 @@ static int auth_check_signature(const struct auth_keys *keys, const char *token,
 	return -1;
 }
 
-/* The decoded parts of a compact JWS (RFC 7515 section 7.1). */
-struct auth_token {
-	struct json_object *header;
-	struct json_object *claims;
-	char *payload;  /* the claims' JSON text */
-	size_t payload_len;
-};
-
 static void auth_token_free(struct auth_token *parsed)
 {
 	json_object_put(parsed->header);
@@ -1002,9 +1137,9 @@ static int auth_parse_token(const char *token, size_t len, struct auth_token *pa
 	return 0;
 }
 
-/* Verifies a token of len bytes (NUL-terminated) as auth_verify() describes. */
+/* Verifies a token of len bytes (NUL-terminated) as auth_verify_header() describes. */
 static enum auth_result auth_verify_token(const struct auth_keys *keys, const char *token,
-	size_t len, int64_t now, char *user_id)
+	size_t len, int64_t now, char *subject, char *scope, size_t scope_size)
 {
 	struct auth_token parsed;
 	enum auth_result result = AUTH_INVALID;
@@ -1016,8 +1151,7 @@ static enum auth_result auth_verify_token(const struct auth_keys *keys, const ch
 	if (auth_read_header(keys, parsed.header, &alg, &kid) != 0
 		|| auth_check_signature(keys, token, alg, kid) != 0)
 		goto out;
-	result = auth_check_claims(keys, parsed.claims, parsed.payload, parsed.payload_len, now,
-		user_id);
+	result = auth_check_claims(keys, &parsed, now, subject, scope, scope_size);
 
 out:
 	auth_token_free(&parsed);
@@ -1025,19 +1159,23 @@ out:
 }
 
 /*
- * The token is what follows the scheme "Bearer", in any case, and one or
- * more spaces (RFC 6750 section 2.1, RFC 7235 section 2.1), less white
- * space around it.
+ * Verifies an Authorization header value for auth_verify() and
+ * auth_verify_claims(), reading the scope claim only when scope is not
+ * NULL. The token is what follows the scheme "Bearer", in any case, and one
+ * or more spaces (RFC 6750 section 2.1, RFC 7235 section 2.1), less white
+ * space around it. subject and scope are empty unless the result is AUTH_OK.
  */
-enum auth_result auth_verify(const struct auth_keys *keys, const char *authorization,
-	int64_t now, char user_id[AUTH_USER_ID_MAX + 1])
+static enum auth_result auth_verify_header(const struct auth_keys *keys,
+	const char *authorization, int64_t now, char *subject, char *scope, size_t scope_size)
 {
 	char token[AUTH_TOKEN_MAX + 1];
 	enum auth_result result;
 	const char *start;
 	const char *end;
 
-	user_id[0] = '\0';
+	subject[0] = '\0';
+	if (scope != NULL)
+		scope[0] = '\0';
 	if (authorization == NULL || strncasecmp(authorization, "Bearer", 6) != 0
 		|| authorization[6] != ' ')
 		return AUTH_MISSING;
@@ -1056,17 +1194,59 @@ enum auth_result auth_verify(const struct auth_keys *keys, const char *authoriza
 
 	memcpy(token, start, (size_t)(end - start));
 	token[end - start] = '\0';
-	result = auth_verify_token(keys, token, (size_t)(end - start), now, user_id);
-	if (result != AUTH_OK)
-		user_id[0] = '\0';
+	result = auth_verify_token(keys, token, (size_t)(end - start), now, subject, scope,
+		scope_size);
+	if (result != AUTH_OK) {
+		subject[0] = '\0';
+		if (scope != NULL)
+			scope[0] = '\0';
+	}
 	return result;
 }
 
-char *auth_issue_token(const struct auth_keys *keys, const char *user_id, int64_t now,
-	long ttl)
+enum auth_result auth_verify(const struct auth_keys *keys, const char *authorization,
+	int64_t now, char user_id[AUTH_USER_ID_MAX + 1])
+{
+	return auth_verify_header(keys, authorization, now, user_id, NULL, 0);
+}
+
+enum auth_result auth_verify_claims(const struct auth_keys *keys, const char *authorization,
+	int64_t now, struct auth_claims *claims)
+{
+	return auth_verify_header(keys, authorization, now, claims->subject, claims->scope,
+		sizeof(claims->scope));
+}
+
+bool auth_scope_has(const struct auth_claims *claims, const char *scope)
+{
+	size_t scope_len = strlen(scope);
+	const char *item = claims->scope;
+
+	if (scope_len == 0)
+		return false;
+	while (*item != '\0') {
+		size_t item_len = strcspn(item, " ");
+
+		if (item_len == scope_len && memcmp(item, scope, scope_len) == 0)
+			return true;
+		item += item_len;
+		if (*item == ' ')
+			item++;
+	}
+	return false;
+}
+
+/*
+ * Signs an HS256 token with the first key that serves HS256: sub, iat, exp,
+ * iss and aud when configured, and scope (normalized as a verifier reads it)
+ * when scope is not NULL. Returns a new string, or NULL.
+ */
+static char *auth_issue(const struct auth_keys *keys, const char *subject, const char *scope,
+	int64_t now, long ttl)
 {
 	const struct auth_key *key = NULL;
-	size_t user_id_len = strlen(user_id);
+	size_t subject_len = strlen(subject);
+	char normalized[AUTH_SCOPE_SIZE];
 	jwt_t *jwt = NULL;
 	char *token = NULL;
 	size_t i;
@@ -1074,17 +1254,21 @@ char *auth_issue_token(const struct auth_keys *keys, const char *user_id, int64_
 	for (i = 0; key == NULL && i < keys->count; i++)
 		if (keys->items[i].algs & AUTH_ALG_BIT(AUTH_ALG_HS256))
 			key = &keys->items[i];
-	if (key == NULL || ttl <= 0 || user_id_len == 0 || user_id_len > AUTH_USER_ID_MAX
-		|| auth_has_control(user_id, user_id_len))
+	if (key == NULL || ttl <= 0 || subject_len == 0 || subject_len > AUTH_USER_ID_MAX
+		|| auth_has_control(subject, subject_len))
+		return NULL;
+	if (scope != NULL
+		&& auth_normalize_scope(scope, strlen(scope), normalized, sizeof(normalized)) != 0)
 		return NULL;
 
 	if (jwt_new(&jwt) != 0
 		|| jwt_set_alg(jwt, JWT_ALG_HS256, key->material, (int)key->material_len) != 0
-		|| jwt_add_grant(jwt, "sub", user_id) != 0
+		|| jwt_add_grant(jwt, "sub", subject) != 0
 		|| jwt_add_grant_int(jwt, "iat", (long)now) != 0
 		|| jwt_add_grant_int(jwt, "exp", (long)(now + ttl)) != 0
 		|| (keys->issuer != NULL && jwt_add_grant(jwt, "iss", keys->issuer) != 0)
 		|| (keys->audience != NULL && jwt_add_grant(jwt, "aud", keys->audience) != 0)
+		|| (scope != NULL && jwt_add_grant(jwt, "scope", normalized) != 0)
 		|| (key->kid != NULL && jwt_add_header(jwt, "kid", key->kid) != 0))
 		goto out;
 	token = jwt_encode_str(jwt);
@@ -1092,4 +1276,16 @@ char *auth_issue_token(const struct auth_keys *keys, const char *user_id, int64_
 out:
 	jwt_free(jwt);
 	return token;
+}
+
+char *auth_issue_token(const struct auth_keys *keys, const char *user_id, int64_t now,
+	long ttl)
+{
+	return auth_issue(keys, user_id, NULL, now, ttl);
+}
+
+char *auth_issue_service_token(const struct auth_keys *keys, const char *subject,
+	const char *scope, int64_t now, long ttl)
+{
+	return auth_issue(keys, subject, scope, now, ttl);
 }

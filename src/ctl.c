@@ -53,6 +53,8 @@ enum ctl_option {
 	CTL_OPT_SECRET_FILE,
 	CTL_OPT_STATUS,
 	CTL_OPT_DIR,
+	CTL_OPT_SERVICE,
+	CTL_OPT_SCOPE,
 };
 
 /* The resources of a subcommand that acts on operations, from start to exit. */
@@ -91,12 +93,25 @@ static const char ctl_totp_usage[] =
 
 static const char ctl_token_usage[] =
 	"usage: " CTL_PROGRAM " [-c FILE] issue-token --user ID [--ttl SECONDS]\n"
-	"Prints an HS256 access token for ID signed with the first secret of [auth]\n"
-	"hs_secret_file, valid SECONDS (default 3600), for development and tests.\n";
+	"       " CTL_PROGRAM " [-c FILE] issue-token --service NAME [--scope \"SCOPES\"]\n"
+	"                                       [--ttl SECONDS]\n"
+	"Prints an HS256 access token for development and tests, valid SECONDS\n"
+	"(default 3600). With --user it is a user's token for ID, signed with the first\n"
+	"HS256 secret of [auth] hs_secret_file. With --service it is a service token for\n"
+	"the /internal/ routes, with sub NAME and aud the [internal] audience, signed\n"
+	"with the first HS256 secret of [internal] hs_secret_file.\n"
+	"  --scope  space-separated scopes for the service token's scope claim, such as\n"
+	"           \"operations:write operations:read\"; only with --service\n";
 
 static const char ctl_show_usage[] =
 	"usage: " CTL_PROGRAM " [-c FILE] show UUID\n"
 	"Prints the operation UUID as JSON, its status included.\n";
+
+static const char ctl_expire_usage[] =
+	"usage: " CTL_PROGRAM " [-c FILE] expire\n"
+	"Writes the expired state, its audit row and its outcome event for every\n"
+	"pending operation past its expiresAt, one transaction each, and prints how\n"
+	"many. userops-mailer runs the same sweep every minute.\n";
 
 static int ctl_message(int status, const char *fmt, va_list ap)
 {
@@ -679,18 +694,55 @@ out:
 	return rc;
 }
 
-/* Returns 0 with *user and *ttl set, -1 after --help, or the exit status of a usage error. */
-static int ctl_parse_token(int argc, char **argv, const char **user, long *ttl)
+/* The options of issue-token: a user's token, or with service a service token. */
+struct ctl_token_args {
+	const char *user;
+	const char *service;
+	const char *scope;  /* NULL: the service token has no scope claim */
+	long ttl;
+};
+
+/* Checks --service and --scope as a verifier would read them. Returns 0 or a usage error. */
+static int ctl_check_service(const struct ctl_token_args *args)
+{
+	struct auth_claims claims;
+	size_t len = strlen(args->service);
+
+	if (args->user != NULL)
+		return ctl_usage_error("--user and --service cannot be used together");
+	if (len == 0 || len > AUTH_USER_ID_MAX)
+		return ctl_usage_error("--service must be 1 to %d bytes, got %zu", AUTH_USER_ID_MAX,
+			len);
+	for (const char *p = args->service; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return ctl_usage_error("--service must not contain control characters");
+	if (args->scope == NULL)
+		return 0;
+	if (strlen(args->scope) >= sizeof(claims.scope))
+		return ctl_usage_error("--scope must be shorter than %zu bytes", sizeof(claims.scope));
+	for (const char *p = args->scope; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return ctl_usage_error("--scope must be scopes separated by spaces, without tabs "
+				"or other control characters");
+	return 0;
+}
+
+/* Fills args, returning 0, -1 after --help, or the exit status of a usage error. */
+static int ctl_parse_token(int argc, char **argv, struct ctl_token_args *args)
 {
 	static const struct option long_options[] = {
 		{ "user", required_argument, NULL, CTL_OPT_USER },
+		{ "service", required_argument, NULL, CTL_OPT_SERVICE },
+		{ "scope", required_argument, NULL, CTL_OPT_SCOPE },
 		{ "ttl", required_argument, NULL, CTL_OPT_TTL },
 		{ "help", no_argument, NULL, CTL_OPT_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *ttl_text = NULL;
 	const struct ctl_option_target targets[] = {
-		{ CTL_OPT_USER, user, NULL },
+		{ CTL_OPT_USER, &args->user, NULL },
+		{ CTL_OPT_SERVICE, &args->service, NULL },
+		{ CTL_OPT_SCOPE, &args->scope, NULL },
 		{ CTL_OPT_TTL, &ttl_text, NULL },
 		{ 0, NULL, NULL },
 	};
@@ -699,41 +751,91 @@ static int ctl_parse_token(int argc, char **argv, const char **user, long *ttl)
 	rc = ctl_parse_options(argc, argv, long_options, targets, ctl_token_usage);
 	if (rc == 0)
 		rc = ctl_check_no_operands(argc, argv);
-	if (rc == 0)
-		rc = ctl_check_user(*user);
+	if (rc == 0 && args->service != NULL)
+		rc = ctl_check_service(args);
+	else if (rc == 0 && args->scope != NULL)
+		rc = ctl_usage_error("--scope is valid only with --service");
+	else if (rc == 0)
+		rc = ctl_check_user(args->user);
 	if (rc != 0)
 		return rc;
 
-	*ttl = CTL_TOKEN_TTL_DEFAULT;
+	args->ttl = CTL_TOKEN_TTL_DEFAULT;
 	if (ttl_text != NULL)
-		return ctl_parse_ttl(ttl_text, CTL_TOKEN_TTL_MAX, ttl);
+		return ctl_parse_ttl(ttl_text, CTL_TOKEN_TTL_MAX, &args->ttl);
 	return 0;
+}
+
+/* Signs a service token with the [internal] keys, which must name an audience. */
+static char *ctl_sign_service_token(const struct config *cfg, const struct ctl_token_args *args,
+	const char *config_path)
+{
+	struct auth_keys *keys = NULL;
+	char *token = NULL;
+	char err[512];
+
+	if (cfg->internal.audience == NULL || cfg->internal.audience[0] == '\0') {
+		ctl_failure("[internal] audience is not set in %s, and service tokens need it",
+			config_path);
+		goto out;
+	}
+	if (auth_keys_load(&cfg->internal, &keys, err, sizeof(err)) != 0) {
+		ctl_failure("[internal] %s", err);
+		goto out;
+	}
+	token = auth_issue_service_token(keys, args->service, args->scope, (int64_t)time(NULL),
+		args->ttl);
+	if (token == NULL)
+		ctl_failure("cannot sign a token: issue-token --service needs HS256 in [internal] "
+			"algorithms and a secret in [internal] hs_secret_file of %s", config_path);
+
+out:
+	auth_keys_free(keys);
+	return token;
+}
+
+/* Signs a user's token with the [auth] keys. */
+static char *ctl_sign_user_token(const struct config *cfg, const struct ctl_token_args *args,
+	const char *config_path)
+{
+	struct auth_keys *keys = NULL;
+	char *token = NULL;
+	char err[512];
+
+	if (auth_keys_load(&cfg->auth, &keys, err, sizeof(err)) != 0) {
+		ctl_failure("[auth] %s", err);
+		goto out;
+	}
+	token = auth_issue_token(keys, args->user, (int64_t)time(NULL), args->ttl);
+	if (token == NULL)
+		ctl_failure("cannot sign a token: issue-token needs HS256 in [auth] algorithms "
+			"and a secret in [auth] hs_secret_file of %s", config_path);
+
+out:
+	auth_keys_free(keys);
+	return token;
 }
 
 int ctl_issue_token(int argc, char **argv, const struct cli_options *options)
 {
 	struct config cfg;
-	struct auth_keys *keys = NULL;
-	const char *user = NULL;
-	long ttl = 0;
+	struct ctl_token_args args;
 	char *token = NULL;
-	char err[512];
 	int rc;
 
-	rc = ctl_parse_token(argc, argv, &user, &ttl);
+	memset(&args, 0, sizeof(args));
+	rc = ctl_parse_token(argc, argv, &args);
 	if (rc != 0)
 		return rc < 0 ? CTL_EXIT_OK : rc;
 
 	memset(&cfg, 0, sizeof(cfg));
 	cli_load_config(CTL_PROGRAM, options, &cfg);
-	if (auth_keys_load(&cfg.auth, &keys, err, sizeof(err)) != 0) {
-		rc = ctl_failure("[auth] %s", err);
-		goto out;
-	}
-	token = auth_issue_token(keys, user, (int64_t)time(NULL), ttl);
+	if (args.service != NULL)
+		token = ctl_sign_service_token(&cfg, &args, options->config_path);
+	else
+		token = ctl_sign_user_token(&cfg, &args, options->config_path);
 	if (token == NULL) {
-		rc = ctl_failure("cannot sign a token: issue-token needs HS256 in [auth] algorithms "
-			"and a secret in [auth] hs_secret_file of %s", options->config_path);
+		rc = CTL_EXIT_FAILURE;
 		goto out;
 	}
 	printf("%s\n", token);
@@ -744,7 +846,6 @@ out:
 		crypto_wipe(token, strlen(token));
 		free(token);
 	}
-	auth_keys_free(keys);
 	config_free(&cfg);
 	return rc;
 }
@@ -797,6 +898,54 @@ int ctl_show(int argc, char **argv, const struct cli_options *options)
 
 out:
 	json_object_put(json);
+	ctl_session_close(&session);
+	return rc;
+}
+
+/* Pending operations that one call of operations_expire_due looks at. */
+#define CTL_EXPIRE_BATCH 500
+
+int ctl_expire(int argc, char **argv, const struct cli_options *options)
+{
+	static const struct option long_options[] = {
+		{ "help", no_argument, NULL, CTL_OPT_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct ctl_option_target targets[] = {
+		{ 0, NULL, NULL },
+	};
+	struct ctl_session session;
+	long total = 0;
+	long batch;
+	int rc;
+
+	rc = ctl_parse_options(argc, argv, long_options, targets, ctl_expire_usage);
+	if (rc != 0)
+		return rc < 0 ? CTL_EXIT_OK : rc;
+	rc = ctl_check_no_operands(argc, argv);
+	if (rc != 0)
+		return rc;
+
+	ctl_session_load(&session, options);
+	rc = ctl_session_connect(&session);
+	if (rc != CTL_EXIT_OK)
+		goto out;
+
+	/* A batch smaller than asked for means none was left when it was read. */
+	do {
+		batch = operations_expire_due(&session.ops, CTL_EXPIRE_BATCH);
+		if (batch > 0)
+			total += batch;
+	} while (batch == CTL_EXPIRE_BATCH);
+	if (batch < 0) {
+		rc = ctl_failure("expiry stopped after %ld operations: database error (see the"
+			" error above)", total);
+		goto out;
+	}
+	printf("expired %ld operations\n", total);
+	rc = CTL_EXIT_OK;
+
+out:
 	ctl_session_close(&session);
 	return rc;
 }

@@ -18,7 +18,7 @@
 
 #define HANDLERS_FINGERPRINT_MAX 255
 
-static void handlers_error(struct response *resp, const struct request *req, int code)
+void handlers_error(struct response *resp, const struct request *req, int code)
 {
 	response_set_error(resp, code, req->request_id, NULL);
 }
@@ -60,18 +60,11 @@ static void handlers_health(const struct handlers_app *app, struct response *res
 	response_set_json(resp, ok ? 200 : 503, obj);
 }
 
-/* Verifies the bearer token (RFC 6750); on failure sets the 401 answer and returns -1. */
-static int handlers_authenticate(const struct handlers_app *app, const struct request *req,
-	struct response *resp, struct handlers_log *log)
+void handlers_unauthorized(struct response *resp, const struct request *req,
+	enum auth_result result)
 {
-	enum auth_result result;
 	int code;
 
-	result = auth_verify(app->auth, req->authorization, (int64_t)time(NULL), log->user_id);
-	if (result == AUTH_OK)
-		return 0;
-
-	log->user_id[0] = '\0';
 	if (result == AUTH_MISSING) {
 		code = 401001;
 		response_add_header(resp, "WWW-Authenticate", "Bearer realm=\"userops\"");
@@ -81,6 +74,19 @@ static int handlers_authenticate(const struct handlers_app *app, const struct re
 			"Bearer realm=\"userops\", error=\"invalid_token\"");
 	}
 	handlers_error(resp, req, code);
+}
+
+/* Verifies the user's bearer token; on failure sets the 401 answer and returns -1. */
+static int handlers_authenticate(const struct handlers_app *app, const struct request *req,
+	struct response *resp, struct handlers_log *log)
+{
+	enum auth_result result;
+
+	result = auth_verify(app->auth, req->authorization, (int64_t)time(NULL), log->user_id);
+	if (result == AUTH_OK)
+		return 0;
+	log->user_id[0] = '\0';
+	handlers_unauthorized(resp, req, result);
 	return -1;
 }
 
@@ -102,7 +108,7 @@ static bool handlers_fingerprint_valid(const char *fingerprint)
  * Checks the body's size, media type and JSON syntax, in that order. On
  * success *body is the parsed object, or NULL for an empty body.
  */
-static int handlers_read_body(const struct handlers_app *app, struct request *req,
+int handlers_read_body(const struct handlers_app *app, struct request *req,
 	struct response *resp, struct json_object **body)
 {
 	size_t max_body = (size_t)app->cfg->server.max_body;
@@ -140,7 +146,7 @@ static int handlers_read_body(const struct handlers_app *app, struct request *re
 }
 
 /* Turns a domain error into its answer, with the members and headers that code carries. */
-static void handlers_operation_error(struct response *resp, const struct request *req,
+void handlers_operation_error(struct response *resp, const struct request *req,
 	const struct operation_result *result)
 {
 	struct json_object *extra = NULL;
@@ -169,7 +175,7 @@ static void handlers_operation_error(struct response *resp, const struct request
 	response_set_error(resp, result->error, req->request_id, extra);
 }
 
-static struct json_object *handlers_status_json(const char *uuid, enum operation_status status)
+struct json_object *handlers_status_json(const char *uuid, enum operation_status status)
 {
 	struct json_object *data = json_object_new_object();
 
@@ -287,6 +293,10 @@ void handlers_dispatch(const struct handlers_app *app, struct request *req,
 	}
 	if (match.route == ROUTE_HEALTH) {
 		handlers_health(app, resp);
+		return;
+	}
+	if (router_route_is_internal(match.route)) {
+		handlers_internal(app, req, &match, resp, log);
 		return;
 	}
 	handlers_operation(app, req, &match, resp, log);

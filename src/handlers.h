@@ -6,13 +6,17 @@
 #include "operations.h"
 
 struct config;
+struct json_object;
 struct request;
 struct response;
+struct route_match;
 
 /* What one worker process needs to answer requests. */
 struct handlers_app {
 	const struct config *cfg;
 	struct auth_keys *auth;
+	/* The keys of [internal], or NULL when [internal] audience is unset: /internal/ is then 404002. */
+	struct auth_keys *internal_auth;
 	struct operations_context ops;
 };
 
@@ -26,5 +30,31 @@ struct handlers_log {
 /* Routes req and fills resp; never fails, since every problem becomes an error response. */
 void handlers_dispatch(const struct handlers_app *app, struct request *req,
 	struct response *resp, struct handlers_log *log);
+
+/* Shared by the handler files. */
+
+void handlers_error(struct response *resp, const struct request *req, int code);
+
+/* Sets the 401 answer for result, with WWW-Authenticate as RFC 6750 asks. */
+void handlers_unauthorized(struct response *resp, const struct request *req,
+	enum auth_result result);
+
+/*
+ * Checks the body's size, media type and JSON syntax, in that order. On
+ * success returns 0 with *body the parsed object, or NULL for an empty
+ * body; else sets the error answer and returns -1.
+ */
+int handlers_read_body(const struct handlers_app *app, struct request *req,
+	struct response *resp, struct json_object **body);
+
+/* Turns a domain error into its answer, with the members and headers that code carries. */
+void handlers_operation_error(struct response *resp, const struct request *req,
+	const struct operation_result *result);
+
+struct json_object *handlers_status_json(const char *uuid, enum operation_status status);
+
+/* The service-to-service routes under /internal/ (handlers_internal.c). */
+void handlers_internal(const struct handlers_app *app, struct request *req,
+	const struct route_match *match, struct response *resp, struct handlers_log *log);
 
 #endif

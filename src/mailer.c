@@ -16,9 +16,11 @@
 #include "mail.h"
 #include "mailer.h"
 #include "mask.h"
+#include "operations.h"
 #include "outbox.h"
 #include "seal.h"
 #include "smtp.h"
+#include "store.h"
 
 /* The first retry waits this long, doubling with each try up to MAILER_BACKOFF_MAX. */
 #define MAILER_BACKOFF_FIRST 10
@@ -34,6 +36,16 @@
 #define MAILER_LEASE_CONNECT 150
 /* The maximum length of a code sealed in an outbox row. */
 #define MAILER_CODE_MAX 32
+/*
+ * The expiry sweep and the clean-up of Idempotency-Key rows run this often,
+ * in batches of MAILER_SWEEP_BATCH rows, at most MAILER_SWEEP_BATCHES per
+ * run so that mail delivery is not held up for long.
+ */
+#define MAILER_SWEEP_INTERVAL 60
+#define MAILER_SWEEP_BATCH 500
+#define MAILER_SWEEP_BATCHES 20
+/* Idempotency-Key rows older than this many seconds are deleted. */
+#define MAILER_IDEMPOTENCY_SECONDS (24 * 3600)
 
 enum mailer_verdict {
 	MAILER_SENT,
@@ -407,6 +419,59 @@ static long mailer_step(struct mailer *mailer, struct mailer_state *state)
 	return 0;
 }
 
+/*
+ * Writes the expiry of pending operations past expiresAt and deletes
+ * Idempotency-Key rows older than MAILER_IDEMPOTENCY_SECONDS. A database
+ * failure is logged unless the delivery loop already reports an outage, and
+ * the next run tries again.
+ */
+static void mailer_sweep(struct mailer *mailer, const struct mailer_state *state)
+{
+	struct operations_context ops = {
+		.cfg = mailer->cfg,
+		.db = mailer->db,
+		.seal = mailer->seal,
+	};
+	long expired = 0;
+	long deleted = 0;
+	long batch = 0;
+	long purged = 0;
+	enum db_result result = DB_OK;
+	int i;
+
+	for (i = 0; i < MAILER_SWEEP_BATCHES; i++) {
+		batch = operations_expire_due(&ops, MAILER_SWEEP_BATCH);
+		if (batch > 0)
+			expired += batch;
+		if (batch != MAILER_SWEEP_BATCH)
+			break;
+	}
+	for (i = 0; i < MAILER_SWEEP_BATCHES && result == DB_OK; i++) {
+		result = store_idempotency_purge(mailer->db,
+			(int64_t)time(NULL) - MAILER_IDEMPOTENCY_SECONDS, MAILER_SWEEP_BATCH, &purged);
+		deleted += purged;
+		if (purged != MAILER_SWEEP_BATCH)
+			break;
+	}
+
+	if (expired > 0)
+		log_info("expiry sweep: %ld operations expired", expired);
+	if (deleted > 0)
+		log_info("expiry sweep: %ld Idempotency-Key rows older than 24 h deleted", deleted);
+	if ((batch < 0 || result != DB_OK) && !state->db_down)
+		log_warning("expiry sweep stopped by a database error; next run in %d s",
+			MAILER_SWEEP_INTERVAL);
+}
+
+/* Returns seconds of a clock that never jumps, for the sweep's schedule. */
+static int64_t mailer_monotonic_seconds(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)now.tv_sec;
+}
+
 /* Waits up to ms for SIGTERM or SIGINT, which stay blocked outside this wait. */
 static void mailer_wait(const sigset_t *signals, long ms, bool *stopping)
 {
@@ -424,6 +489,7 @@ void mailer_run(struct mailer *mailer)
 {
 	const struct config *cfg = mailer->cfg;
 	struct mailer_state state = { 0 };
+	int64_t next_sweep = mailer_monotonic_seconds();
 	sigset_t signals;
 
 	/* A relay that closes the connection must not kill the mailer with SIGPIPE. */
@@ -437,7 +503,13 @@ void mailer_run(struct mailer *mailer)
 		cfg->smtp.host, cfg->smtp.port, cfg->mailer.poll_interval_ms,
 		cfg->mailer.max_tries);
 	while (!state.stopping) {
-		long wait_ms = mailer_step(mailer, &state);
+		long wait_ms;
+
+		if (mailer_monotonic_seconds() >= next_sweep) {
+			mailer_sweep(mailer, &state);
+			next_sweep = mailer_monotonic_seconds() + MAILER_SWEEP_INTERVAL;
+		}
+		wait_ms = mailer_step(mailer, &state);
 
 		mailer_wait(&signals, wait_ms, &state.stopping);
 	}

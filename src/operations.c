@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 #include <uuid/uuid.h>
@@ -17,6 +18,7 @@
 #include "mail.h"
 #include "mask.h"
 #include "operations.h"
+#include "response.h"
 #include "seal.h"
 #include "store.h"
 #include "totp.h"
@@ -28,6 +30,11 @@
 #define OPERATIONS_SECRET_MAX (STORE_SEALED_MAX - SEAL_OVERHEAD)
 /* Seconds a client should wait after 503001. The next request tries a new connection. */
 #define OPERATIONS_UNAVAILABLE_RETRY_AFTER 1
+/* An Idempotency-Key row is kept this many seconds; an older one counts as absent. */
+#define OPERATIONS_IDEMPOTENCY_SECONDS (24 * 3600)
+#define OPERATIONS_EVENTS_LIMIT_MAX 1000
+/* audit_log.detail is VARCHAR(255) in characters, so a detail of at most 255 bytes fits. */
+#define OPERATIONS_DETAIL_MAX 255
 
 /* The state of one request on one existing operation, from the lock to the end of its transaction. */
 struct operations_request {
@@ -37,6 +44,7 @@ struct operations_request {
 	const char *action;        /* "confirm", "cancel" and so on, for the log */
 	struct operation_result *result;
 	int64_t now;
+	enum operation_status opened_status;   /* the row's status when it was read */
 	struct store_operation op;
 };
 
@@ -158,7 +166,8 @@ static enum db_result operations_audit(struct operations_request *req, const cha
 		.operation_uuid = req->op.uuid,
 		.user_id = req->op.user_id,
 		.event = event,
-		.fingerprint_sha256 = req->actor->fingerprint_sha256,
+		/* A service acts with no device of the user's, so its rows carry no fingerprint. */
+		.fingerprint_sha256 = req->actor->is_service ? NULL : req->actor->fingerprint_sha256,
 		.client_address = req->actor->client_address,
 		.request_id = req->actor->request_id,
 		.detail = detail,
@@ -169,15 +178,24 @@ static enum db_result operations_audit(struct operations_request *req, const cha
 
 /*
  * Writes the row, an audit row for event unless it is NULL, and commits.
- * Returns 0, or -1 with the transaction ended and the error set.
+ * When the row has just reached a final state, the outcome event for
+ * followers goes into the same transaction. Every final state is written
+ * here, so each operation gets exactly one event. The event takes the lock
+ * on the sequence row last, after the operation row and any TOTP row, so
+ * this lock order admits no deadlock cycle. Returns 0, or -1 with the
+ * transaction ended and the error set.
  */
 static int operations_save(struct operations_request *req, const char *event, const char *detail)
 {
+	bool finished = req->op.status != OPERATION_PENDING &&
+		req->op.status != req->opened_status;
 	enum db_result db_result;
 
 	db_result = store_operation_update(req->ctx->db, &req->op);
 	if (db_result == DB_OK && event != NULL)
 		db_result = operations_audit(req, event, detail);
+	if (db_result == DB_OK && finished)
+		db_result = store_event_append(req->ctx->db, &req->op, operations_now_ms());
 	if (db_result == DB_OK)
 		db_result = db_commit(req->ctx->db);
 	if (db_result != DB_OK) {
@@ -198,13 +216,15 @@ static void operations_request_init(struct operations_request *req,
 	req->action = action;
 	req->result = result;
 	req->now = time(NULL);
+	req->opened_status = OPERATION_PENDING;
 }
 
 /*
  * Begins the transaction and locks the operation row. A row of another user
  * gets 404001 like a missing one, so a caller cannot probe which uuids
- * exist. A row started on another device gets 403001. Returns 0 with the
- * transaction open, or -1 with it ended and the error set.
+ * exist. A row started on another device gets 403001. A service actor may
+ * act on every row. Returns 0 with the transaction open, or -1 with it
+ * ended and the error set.
  */
 static int operations_open(struct operations_request *req)
 {
@@ -221,14 +241,16 @@ static int operations_open(struct operations_request *req)
 		operations_fail_db(req, db_result);
 		return -1;
 	}
+	req->opened_status = req->op.status;
 
-	if (strcmp(req->op.user_id, req->actor->user_id) != 0) {
+	if (!req->actor->is_service && strcmp(req->op.user_id, req->actor->user_id) != 0) {
 		operations_fail(req, 404001, NULL);
 		return -1;
 	}
 	req->result->status = operations_effective_status(&req->op, req->now);
 	req->result->attempts_left = operations_attempts_left(req->ctx, &req->op);
-	if (!crypto_equal(req->op.fingerprint_sha256, req->actor->fingerprint_sha256, 32)) {
+	if (!req->actor->is_service &&
+	    !crypto_equal(req->op.fingerprint_sha256, req->actor->fingerprint_sha256, 32)) {
 		operations_fail(req, 403001, NULL);
 		return -1;
 	}
@@ -279,8 +301,10 @@ static int operations_require_pending(struct operations_request *req)
 	return 0;
 }
 
-void operations_cancel(const struct operations_context *ctx, const unsigned char uuid[16],
-	const struct operation_actor *actor, struct operation_result *result)
+/* Cancels for a user or a service; detail (may be NULL) goes into the audit row. */
+static void operations_cancel_as(const struct operations_context *ctx,
+	const unsigned char uuid[16], const struct operation_actor *actor, const char *detail,
+	struct operation_result *result)
 {
 	struct operations_request req;
 
@@ -299,9 +323,15 @@ void operations_cancel(const struct operations_context *ctx, const unsigned char
 	req.op.status = OPERATION_CANCELLED;
 	req.op.has_finished_at = true;
 	req.op.finished_at = req.now;
-	if (operations_save(&req, "cancelled", NULL) != 0)
+	if (operations_save(&req, "cancelled", detail) != 0)
 		return;
 	result->status = OPERATION_CANCELLED;
+}
+
+void operations_cancel(const struct operations_context *ctx, const unsigned char uuid[16],
+	const struct operation_actor *actor, struct operation_result *result)
+{
+	operations_cancel_as(ctx, uuid, actor, NULL, result);
 }
 
 void operations_get(const struct operations_context *ctx, const unsigned char uuid[16],
@@ -807,23 +837,29 @@ static int operations_validate_params(const struct operation_new *op, char *err,
 	return 0;
 }
 
-/* Checks every input of operations_create. Returns 0, or -1 with a message in err. */
+/*
+ * Checks every input of operations_create. Returns 0, or -1 with a message
+ * in err and *field naming the body member at fault.
+ */
 static int operations_validate_new(const struct operations_context *ctx,
-	const struct operation_new *op, char *err, size_t err_size)
+	const struct operation_new *op, const char **field, char *err, size_t err_size)
 {
 	long lifetime = ctx->cfg->operations.lifetime;
 	size_t user_len = op->user_id != NULL ? strlen(op->user_id) : 0;
 
+	*field = "userId";
 	if (user_len < 1 || user_len >= STORE_USER_ID_SIZE ||
 	    !operations_text_is_valid(op->user_id)) {
 		snprintf(err, err_size, "invalid user id: use 1 to %d bytes of UTF-8 text",
 			STORE_USER_ID_SIZE - 1);
 		return -1;
 	}
+	*field = "fingerprint";
 	if (op->fingerprint == NULL || !operations_fingerprint_is_valid(op->fingerprint)) {
 		snprintf(err, err_size, "invalid fingerprint: use 1 to 255 characters from ! to ~");
 		return -1;
 	}
+	*field = "email";
 	if (op->email == NULL && !op->otp) {
 		snprintf(err, err_size, "no factor: give an e-mail address, TOTP or both");
 		return -1;
@@ -834,21 +870,25 @@ static int operations_validate_new(const struct operations_context *ctx,
 			" spaces, quotes, brackets or list separators", OPERATIONS_EMAIL_MAX);
 		return -1;
 	}
+	*field = "kind";
 	if (op->kind != NULL && !operations_name_is_valid(op->kind)) {
 		snprintf(err, err_size, "invalid kind \"%.64s\": use 1 to 64 of A-Z a-z 0-9 _ . -",
 			op->kind);
 		return -1;
 	}
+	*field = "locale";
 	if (op->locale != NULL && !operations_locale_is_valid(op->locale)) {
 		snprintf(err, err_size, "invalid locale \"%.16s\": use a language such as en or"
 			" en-US", op->locale);
 		return -1;
 	}
+	*field = "ttl";
 	if (op->ttl < 0 || op->ttl > lifetime) {
 		snprintf(err, err_size, "invalid ttl %ld: use 1 to %ld seconds, or 0 for %ld",
 			op->ttl, lifetime, lifetime);
 		return -1;
 	}
+	*field = "params";
 	return operations_validate_params(op, err, err_size);
 }
 
@@ -879,8 +919,12 @@ static int operations_build_row(const struct operations_context *ctx,
 	return 0;
 }
 
-/* Inserts the row, its first code mail and the audit row, then commits. */
-static enum db_result operations_insert(struct operations_request *req)
+/*
+ * Inserts the row, its first code mail and the audit row; the caller
+ * commits. DB_NOT_FOUND when the TOTP factor is asked for a user who is
+ * not enrolled.
+ */
+static enum db_result operations_insert(struct operations_request *req, const char *detail)
 {
 	const struct operations_context *ctx = req->ctx;
 	enum db_result db_result = DB_OK;
@@ -896,9 +940,7 @@ static enum db_result operations_insert(struct operations_request *req)
 	if (db_result == DB_OK)
 		db_result = store_operation_insert(ctx->db, &req->op);
 	if (db_result == DB_OK)
-		db_result = operations_audit(req, "created", NULL);
-	if (db_result == DB_OK)
-		db_result = db_commit(ctx->db);
+		db_result = operations_audit(req, "created", detail);
 	return db_result;
 }
 
@@ -913,12 +955,13 @@ void operations_create(const struct operations_context *ctx, const struct operat
 	};
 	struct operations_request req;
 	enum db_result db_result;
+	const char *field = NULL;
 
 	memset(challenge, 0, sizeof(*challenge));
 	err[0] = '\0';
 	operations_request_init(&req, ctx, NULL, &actor, "create", result);
 	req.uuid = req.op.uuid;
-	if (operations_validate_new(ctx, op, err, err_size) != 0 ||
+	if (operations_validate_new(ctx, op, &field, err, err_size) != 0 ||
 	    operations_build_row(ctx, op, req.now, &req.op, err, err_size) != 0) {
 		result->error = 400001;
 		return;
@@ -927,7 +970,9 @@ void operations_create(const struct operations_context *ctx, const struct operat
 
 	db_result = db_begin(ctx->db);
 	if (db_result == DB_OK)
-		db_result = operations_insert(&req);
+		db_result = operations_insert(&req, NULL);
+	if (db_result == DB_OK)
+		db_result = db_commit(ctx->db);
 	if (db_result == DB_NOT_FOUND) {
 		db_rollback(ctx->db);
 		snprintf(err, err_size, "user %s is not enrolled for TOTP: run totp-enroll first",
@@ -1084,4 +1129,478 @@ struct json_object *operations_show(const struct operations_context *ctx,
 	json_object_put(object);
 	free(op);
 	return NULL;
+}
+
+/* Copies text into out, cut at a character boundary to fit out_size bytes with its NUL. */
+static void operations_copy_utf8(char *out, size_t out_size, const char *text)
+{
+	size_t len = strlen(text);
+
+	if (len >= out_size) {
+		len = out_size - 1;
+		while (len > 0 && ((unsigned char)text[len] & 0xc0) == 0x80)
+			len--;
+	}
+	memcpy(out, text, len);
+	out[len] = '\0';
+}
+
+/* Writes the audit detail that names the service, then ": reason" when there is one. */
+static void operations_service_detail(const struct operation_actor *actor, const char *reason,
+	char *detail, size_t detail_size)
+{
+	char text[2 * OPERATIONS_DETAIL_MAX];
+
+	snprintf(text, sizeof(text), "service %.255s%s%.255s",
+		actor->service != NULL ? actor->service : "(not named)",
+		reason != NULL ? ": " : "", reason != NULL ? reason : "");
+	operations_copy_utf8(detail, detail_size, text);
+}
+
+/*
+ * Checks that the locale has its own template folder with a readable
+ * code.txt, so a service learns at once that its mail would fall back to
+ * another language.
+ */
+static int operations_check_locale_folder(const struct operations_context *ctx,
+	const char *locale, char *err, size_t err_size)
+{
+	const char *dir = ctx->cfg->mailer.templates_dir;
+	char path[4096];
+	int len;
+
+	len = snprintf(path, sizeof(path), "%s/%s/code.txt", dir != NULL ? dir : "", locale);
+	if (len > 0 && (size_t)len < sizeof(path) && access(path, R_OK) == 0)
+		return 0;
+	snprintf(err, err_size, "unsupported locale \"%.16s\": no readable code.txt in its"
+		" template folder", locale);
+	return -1;
+}
+
+/* The inputs and outputs of one operations_create_for_service call. */
+struct operations_service_create {
+	const struct operation_new *op;
+	const struct operation_idempotency *idempotency;
+	const char *detail;            /* of the "created" audit row */
+	struct operation_challenge *challenge;
+	char **answer;
+	bool *replayed;
+	char *err;
+	size_t err_size;
+};
+
+/* The outcome of taking an Idempotency-Key at the start of a service create. */
+enum operations_claim {
+	OPERATIONS_CLAIM_NEW,        /* its row is inserted in the open transaction */
+	OPERATIONS_CLAIM_REPLAY,     /* a row with the same request hash exists */
+	OPERATIONS_CLAIM_CONFLICT,   /* a row with another request hash exists */
+};
+
+/*
+ * Inserts the key's row in the open transaction. When the key exists, the
+ * insert has waited for the transaction that locked the row to end. This
+ * transaction is then rolled back and a new one reads the stored row,
+ * locked. A row older than OPERATIONS_IDEMPOTENCY_SECONDS is deleted and
+ * inserted anew, so the key counts as new. Any result but DB_OK leaves the
+ * transaction for the caller to roll back.
+ */
+static enum db_result operations_claim_key(struct operations_request *req,
+	const struct operation_idempotency *idem, struct store_idempotency *stored,
+	enum operations_claim *claim)
+{
+	struct db *db = req->ctx->db;
+	bool duplicate = false;
+	enum db_result db_result;
+
+	*claim = OPERATIONS_CLAIM_NEW;
+	db_result = store_idempotency_insert(db, idem->service, idem->key, idem->request_sha256,
+		req->now, &duplicate);
+	if (db_result != DB_OK || !duplicate)
+		return db_result;
+
+	db_rollback(db);
+	db_result = db_begin(db);
+	if (db_result == DB_OK)
+		db_result = store_idempotency_read(db, idem->service, idem->key, stored);
+	if (db_result == DB_OK && stored->created_at > req->now - OPERATIONS_IDEMPOTENCY_SECONDS) {
+		*claim = crypto_equal(stored->request_sha256, idem->request_sha256, 32) ?
+			OPERATIONS_CLAIM_REPLAY : OPERATIONS_CLAIM_CONFLICT;
+		return DB_OK;
+	}
+
+	/* The row is stale, or the mailer's clean-up deleted it after the insert failed. */
+	if (db_result == DB_OK)
+		db_result = store_idempotency_delete(db, idem->service, idem->key);
+	else if (db_result == DB_NOT_FOUND)
+		db_result = DB_OK;
+	if (db_result == DB_OK)
+		db_result = store_idempotency_insert(db, idem->service, idem->key,
+			idem->request_sha256, req->now, &duplicate);
+
+	/* A third request took the key in between: the caller's one retry settles it. */
+	if (db_result == DB_OK && duplicate)
+		return DB_UNAVAILABLE;
+	return db_result;
+}
+
+/* Returns the stored response of a replayed key, or sets 409005 for another request hash. */
+static void operations_replay(struct operations_request *req,
+	struct operations_service_create *create, const struct store_idempotency *stored,
+	enum operations_claim claim)
+{
+	if (claim == OPERATIONS_CLAIM_CONFLICT) {
+		req->result->error = 409005;
+		return;
+	}
+	if (!stored->has_response || !stored->has_operation_uuid) {
+		log_error("idempotency key of service %s has no stored response request_id=%s",
+			create->idempotency->service, req->actor->request_id);
+		req->result->error = 500001;
+		return;
+	}
+	*create->answer = strdup(stored->response);
+	if (*create->answer == NULL) {
+		log_error("cannot copy a stored response: out of memory request_id=%s",
+			req->actor->request_id);
+		req->result->error = 500001;
+		return;
+	}
+	uuid_unparse_lower(stored->operation_uuid, create->challenge->uuid);
+	*create->replayed = true;
+	req->result->status = OPERATION_PENDING;
+}
+
+/*
+ * Fills the challenge, writes its JSON text to *answer and, with an
+ * Idempotency-Key, stores both in the key's row before the commit.
+ */
+static enum db_result operations_service_answer(struct operations_request *req,
+	struct operations_service_create *create)
+{
+	const struct operation_idempotency *idem = create->idempotency;
+	struct json_object *json = NULL;
+	const char *text = NULL;
+	enum db_result db_result;
+
+	operations_fill_challenge(req->ctx, &req->op, req->now, create->challenge);
+	json = response_challenge_json(create->challenge);
+	if (json != NULL)
+		text = json_object_to_json_string_ext(json,
+			JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (text != NULL)
+		*create->answer = strdup(text);
+	json_object_put(json);
+	if (*create->answer == NULL) {
+		log_error("cannot build the challenge JSON: out of memory request_id=%s",
+			req->actor->request_id);
+		return DB_FAILED;
+	}
+	if (idem == NULL)
+		return DB_OK;
+	db_result = store_idempotency_finish(req->ctx->db, idem->service, idem->key, req->op.uuid,
+		*create->answer);
+	return db_result == DB_NOT_FOUND ? DB_FAILED : db_result;
+}
+
+/*
+ * Runs one try of a service create, from the first statement to the
+ * commit. Returns DB_OK when result and the outputs are final, else the
+ * database error with the transaction rolled back and no output kept.
+ */
+static enum db_result operations_service_attempt(struct operations_request *req,
+	struct operations_service_create *create)
+{
+	struct db *db = req->ctx->db;
+	struct store_idempotency stored;
+	struct store_totp totp;
+	enum operations_claim claim = OPERATIONS_CLAIM_NEW;
+	enum db_result db_result;
+
+	if (operations_build_row(req->ctx, create->op, req->now, &req->op, create->err,
+			create->err_size) != 0) {
+		req->result->error = 400001;
+		req->result->field = "params";
+		return DB_OK;
+	}
+
+	/*
+	 * The TOTP enrolment is checked before the key is taken: requests
+	 * waiting on the key deadlock among themselves when its holder rolls
+	 * back, so the holder should fail only on a database error.
+	 */
+	db_result = db_begin(db);
+	if (db_result == DB_OK && req->op.otp_factor)
+		db_result = store_totp_read(db, req->op.user_id, false, &totp);
+	if (db_result == DB_OK && create->idempotency != NULL)
+		db_result = operations_claim_key(req, create->idempotency, &stored, &claim);
+	if (db_result == DB_OK && claim != OPERATIONS_CLAIM_NEW) {
+		db_rollback(db);
+		operations_replay(req, create, &stored, claim);
+		return DB_OK;
+	}
+	if (db_result == DB_OK)
+		db_result = operations_insert(req, create->detail);
+	if (db_result == DB_NOT_FOUND) {
+		db_rollback(db);
+		snprintf(create->err, create->err_size, "user %s is not enrolled for TOTP",
+			create->op->user_id);
+		req->result->error = 400001;
+		req->result->field = "otp";
+		return DB_OK;
+	}
+	if (db_result == DB_OK)
+		db_result = operations_service_answer(req, create);
+	if (db_result == DB_OK)
+		db_result = db_commit(db);
+	if (db_result != DB_OK) {
+		db_rollback(db);
+		free(*create->answer);
+		*create->answer = NULL;
+		return db_result;
+	}
+	req->result->status = OPERATION_PENDING;
+	req->result->attempts_left = req->ctx->cfg->operations.max_attempts;
+	return DB_OK;
+}
+
+void operations_create_for_service(const struct operations_context *ctx,
+	const struct operation_new *op, const struct operation_idempotency *idempotency,
+	struct operation_challenge *challenge, char **answer, bool *replayed,
+	struct operation_result *result, char *err, size_t err_size)
+{
+	struct operation_actor actor = {
+		.is_service = true,
+		.service = op->service != NULL ? op->service :
+			idempotency != NULL ? idempotency->service : NULL,
+		.client_address = op->client_address,
+		.request_id = op->request_id,
+	};
+	struct operations_service_create create = {
+		op, idempotency, NULL, challenge, answer, replayed, err, err_size,
+	};
+	char detail[OPERATIONS_DETAIL_MAX + 1];
+	struct operations_request req;
+	enum db_result db_result = DB_OK;
+	int attempt;
+
+	memset(challenge, 0, sizeof(*challenge));
+	*answer = NULL;
+	*replayed = false;
+	err[0] = '\0';
+	operations_request_init(&req, ctx, NULL, &actor, "create", result);
+	req.uuid = req.op.uuid;
+	if (operations_validate_new(ctx, op, &result->field, err, err_size) != 0) {
+		result->error = 400001;
+		return;
+	}
+	if (operations_check_locale_folder(ctx, op->locale != NULL ? op->locale : "en", err,
+			err_size) != 0) {
+		result->error = 400001;
+		result->field = "locale";
+		return;
+	}
+	result->field = NULL;
+	operations_service_detail(&actor, NULL, detail, sizeof(detail));
+	create.detail = detail;
+
+	/*
+	 * Requests with one key wait on its row. When the one holding it rolls
+	 * back, two waiters can deadlock and the server ends one of them. A lost
+	 * connection ends a try too. With a key, a second try is safe: it finds
+	 * the first one's row if that one committed after all.
+	 */
+	for (attempt = 1; attempt <= 2; attempt++) {
+		db_result = operations_service_attempt(&req, &create);
+		if (db_result != DB_UNAVAILABLE || idempotency == NULL)
+			break;
+		if (attempt == 1)
+			log_warning("create for service %s tried again after a lock conflict or a"
+				" lost connection request_id=%s", idempotency->service,
+				op->request_id);
+	}
+	if (db_result != DB_OK) {
+		operations_fail_db(&req, db_result);
+		snprintf(err, err_size, "%s", result->error == 503001 ? "database unavailable" :
+			"internal error");
+	}
+}
+
+void operations_service_get(const struct operations_context *ctx, const unsigned char uuid[16],
+	const struct operation_actor *actor, struct json_object **operation,
+	struct operation_result *result)
+{
+	struct operations_request req;
+	struct store_outbox_row mail;
+	struct json_object *object = NULL;
+	struct json_object *delivery = NULL;
+	enum db_result db_result;
+
+	*operation = NULL;
+	operations_request_init(&req, ctx, uuid, actor, "get", result);
+	if (operations_open(&req) != 0)
+		return;
+	db_result = store_outbox_latest(ctx->db, uuid, &mail);
+	if (db_result != DB_OK && db_result != DB_NOT_FOUND) {
+		operations_fail_db(&req, db_result);
+		return;
+	}
+	db_rollback(ctx->db);
+
+	object = operations_show_object(ctx, &req.op, req.now);
+	if (object == NULL) {
+		log_error("cannot build the operation JSON: out of memory request_id=%s",
+			actor->request_id);
+		result->error = 500001;
+		return;
+	}
+	/* An expiry not yet written down is shown with the time it will be written with. */
+	if (!req.op.has_finished_at && result->status == OPERATION_EXPIRED)
+		operations_add_time(object, "finishedAt", true, req.op.expires_at);
+	if (db_result == DB_OK) {
+		delivery = json_object_new_object();
+		if (delivery != NULL) {
+			json_object_object_add(delivery, "status",
+				json_object_new_string(mail.status));
+			json_object_object_add(delivery, "at", json_object_new_int64(mail.status_at));
+		}
+	}
+	json_object_object_add(object, "emailDelivery", delivery);
+	*operation = object;
+}
+
+void operations_service_cancel(const struct operations_context *ctx,
+	const unsigned char uuid[16], const struct operation_actor *actor, const char *reason,
+	struct operation_result *result)
+{
+	char detail[OPERATIONS_DETAIL_MAX + 1];
+
+	operations_service_detail(actor, reason, detail, sizeof(detail));
+	operations_cancel_as(ctx, uuid, actor, detail, result);
+}
+
+/* The state of one operations_events walk. */
+struct operations_events_walk {
+	struct json_object *events;
+	int64_t last_id;
+};
+
+/* Appends one event to the array of operations_events. */
+static int operations_event_json(const struct store_event *event, void *arg)
+{
+	struct operations_events_walk *walk = arg;
+	struct json_object *object = json_object_new_object();
+	char uuid_text[37];
+
+	if (object == NULL)
+		return -1;
+	uuid_unparse_lower(event->operation_uuid, uuid_text);
+	json_object_object_add(object, "id", json_object_new_uint64(event->id));
+	json_object_object_add(object, "uuid", json_object_new_string(uuid_text));
+	json_object_object_add(object, "userId", json_object_new_string(event->user_id));
+	json_object_object_add(object, "kind", json_object_new_string(event->kind));
+	json_object_object_add(object, "status",
+		json_object_new_string(operations_status_name(event->status)));
+	json_object_object_add(object, "at", json_object_new_int64(event->at));
+	if (json_object_array_add(walk->events, object) != 0) {
+		json_object_put(object);
+		return -1;
+	}
+	walk->last_id = (int64_t)event->id;
+	return 0;
+}
+
+void operations_events(const struct operations_context *ctx, int64_t after_id, long limit,
+	struct json_object **events, int64_t *last_id, struct operation_result *result)
+{
+	struct operations_events_walk walk = { NULL, after_id };
+	enum db_result db_result;
+
+	memset(result, 0, sizeof(*result));
+	*events = NULL;
+	*last_id = after_id;
+	if (after_id < 0 || limit < 1 || limit > OPERATIONS_EVENTS_LIMIT_MAX) {
+		result->error = 400001;
+		result->field = after_id < 0 ? "after" : "limit";
+		return;
+	}
+	walk.events = json_object_new_array();
+	if (walk.events == NULL) {
+		result->error = 500001;
+		return;
+	}
+
+	/* One statement reads one consistent snapshot, so no transaction is needed. */
+	db_result = store_events_each(ctx->db, (uint64_t)after_id, limit, operations_event_json,
+		&walk);
+	if (db_result != DB_OK) {
+		log_error("reading events after %lld failed: %s", (long long)after_id,
+			db_result == DB_UNAVAILABLE ? "database unavailable" : "internal error");
+		json_object_put(walk.events);
+		result->error = db_result == DB_UNAVAILABLE ? 503001 : 500001;
+		result->retry_after = db_result == DB_UNAVAILABLE ?
+			OPERATIONS_UNAVAILABLE_RETRY_AFTER : 0;
+		return;
+	}
+	*events = walk.events;
+	*last_id = walk.last_id;
+}
+
+/*
+ * Writes the expiry of one due operation, locked and checked again.
+ * Returns 1 when it did, 0 when the operation was no longer pending and
+ * due, or -1 on a database error.
+ */
+static int operations_expire_one(const struct operations_context *ctx,
+	const unsigned char uuid[16])
+{
+	static const struct operation_actor sweep = {
+		.is_service = true,
+		.service = "expiry sweep",
+		.request_id = "expiry-sweep",
+	};
+	struct operation_result result;
+	struct operations_request req;
+
+	operations_request_init(&req, ctx, uuid, &sweep, "expire", &result);
+	if (operations_open(&req) != 0)
+		return result.error == 404001 ? 0 : -1;
+	if (req.op.status != OPERATION_PENDING || result.status != OPERATION_EXPIRED) {
+		db_rollback(ctx->db);
+		return 0;
+	}
+
+	/* The lazy expiry of the other actions writes the row, its audit row and its event. */
+	operations_require_pending(&req);
+	return result.error == 410001 ? 1 : -1;
+}
+
+long operations_expire_due(const struct operations_context *ctx, long limit)
+{
+	unsigned char (*uuids)[16] = NULL;
+	size_t count = 0;
+	long expired = 0;
+	size_t i;
+
+	if (limit < 1)
+		return 0;
+	uuids = calloc((size_t)limit, sizeof(*uuids));
+	if (uuids == NULL) {
+		log_error("cannot allocate %ld uuids for the expiry sweep: out of memory", limit);
+		return -1;
+	}
+	if (store_operations_due(ctx->db, time(NULL), limit, uuids, &count) != DB_OK) {
+		free(uuids);
+		return -1;
+	}
+	for (i = 0; i < count; i++) {
+		int rc = operations_expire_one(ctx, uuids[i]);
+
+		if (rc < 0) {
+			expired = -1;
+			break;
+		}
+		expired += rc;
+	}
+	free(uuids);
+	return expired;
 }

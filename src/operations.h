@@ -93,6 +93,7 @@ struct operation_new {
 	size_t param_count;
 	const char *client_address;
 	const char *request_id;
+	const char *service;          /* the creating service, for the audit row; NULL from userops-ctl */
 };
 
 const char *operations_status_name(enum operation_status status);

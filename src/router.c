@@ -41,6 +41,11 @@ static const struct router_path router_paths[] = {
 	{ { "operations", ROUTER_UUID, "cancel" }, "PUT", { { "PUT", ROUTE_OPERATION_CANCEL } } },
 	{ { "operations", ROUTER_UUID, "confirm" }, "PUT", { { "PUT", ROUTE_OPERATION_CONFIRM } } },
 	{ { "operations", ROUTER_UUID, "resend" }, "PUT", { { "PUT", ROUTE_OPERATION_RESEND } } },
+	{ { "internal", "operations" }, "POST", { { "POST", ROUTE_INTERNAL_CREATE } } },
+	{ { "internal", "events" }, "GET", { { "GET", ROUTE_INTERNAL_EVENTS } } },
+	{ { "internal", "operations", ROUTER_UUID }, "GET", { { "GET", ROUTE_INTERNAL_GET } } },
+	{ { "internal", "operations", ROUTER_UUID, "cancel" }, "PUT",
+		{ { "PUT", ROUTE_INTERNAL_CANCEL } } },
 };
 
 static const char *const router_names[] = {
@@ -50,7 +55,17 @@ static const char *const router_names[] = {
 	[ROUTE_OPERATION_CANCEL] = "cancel",
 	[ROUTE_OPERATION_CONFIRM] = "confirm",
 	[ROUTE_OPERATION_RESEND] = "resend",
+	[ROUTE_INTERNAL_CREATE] = "internal_create",
+	[ROUTE_INTERNAL_GET] = "internal_get",
+	[ROUTE_INTERNAL_CANCEL] = "internal_cancel",
+	[ROUTE_INTERNAL_EVENTS] = "internal_events",
 };
+
+bool router_route_is_internal(enum route_id route)
+{
+	return route == ROUTE_INTERNAL_CREATE || route == ROUTE_INTERNAL_GET ||
+		route == ROUTE_INTERNAL_CANCEL || route == ROUTE_INTERNAL_EVENTS;
+}
 
 /* One segment of a path, not NUL-terminated. */
 struct router_segment {

@@ -11,7 +11,14 @@ enum route_id {
 	ROUTE_OPERATION_CANCEL,
 	ROUTE_OPERATION_CONFIRM,
 	ROUTE_OPERATION_RESEND,
+	ROUTE_INTERNAL_CREATE,
+	ROUTE_INTERNAL_GET,
+	ROUTE_INTERNAL_CANCEL,
+	ROUTE_INTERNAL_EVENTS,
 };
+
+/* Returns true for the service-to-service routes under /internal/. */
+bool router_route_is_internal(enum route_id route);
 
 struct route_match {
 	enum route_id route;

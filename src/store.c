@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <mysql.h>
+#include <mysqld_error.h>
 
 #include "db.h"
 #include "log.h"
@@ -65,6 +66,42 @@ static const char store_sql_outbox_each[] =
 static const char store_sql_audit_insert[] =
 	"INSERT INTO audit_log (at_ms, operation_uuid, user_id, event, fingerprint_sha256,"
 	" client_address, request_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+
+static const char store_sql_sequence_lock[] =
+	"SELECT last_id FROM event_sequence WHERE id = 1 FOR UPDATE";
+
+static const char store_sql_sequence_advance[] =
+	"UPDATE event_sequence SET last_id = ? WHERE id = 1";
+
+static const char store_sql_event_insert[] =
+	"INSERT INTO operation_events (id, operation_uuid, user_id, kind, status, at, created_at_ms)"
+	" VALUES (?, ?, ?, ?, ?, ?, ?)";
+
+static const char store_sql_events_after[] =
+	"SELECT id, operation_uuid, user_id, kind, status, at FROM operation_events"
+	" WHERE id > ? ORDER BY id LIMIT ?";
+
+static const char store_sql_operations_due[] =
+	"SELECT uuid FROM operations WHERE status = 'pending' AND expires_at <= ?"
+	" ORDER BY expires_at LIMIT ?";
+
+static const char store_sql_idempotency_insert[] =
+	"INSERT INTO idempotency_keys (service, idem_key, request_sha256, created_at)"
+	" VALUES (?, ?, ?, ?)";
+
+static const char store_sql_idempotency_select[] =
+	"SELECT request_sha256, operation_uuid, response, created_at FROM idempotency_keys"
+	" WHERE service = ? AND idem_key = ? FOR UPDATE";
+
+static const char store_sql_idempotency_finish[] =
+	"UPDATE idempotency_keys SET operation_uuid = ?, response = ?"
+	" WHERE service = ? AND idem_key = ?";
+
+static const char store_sql_idempotency_delete[] =
+	"DELETE FROM idempotency_keys WHERE service = ? AND idem_key = ?";
+
+static const char store_sql_idempotency_purge[] =
+	"DELETE FROM idempotency_keys WHERE created_at < ? LIMIT ?";
 
 /* Length, NULL flag and truncation flag of each column of a result row. */
 struct store_columns {
@@ -570,4 +607,300 @@ enum db_result store_audit_insert(struct db *db, const struct store_audit *row)
 	store_param_text(&p[6], row->request_id);
 	store_param_text(&p[7], row->detail);
 	return store_execute(db, store_sql_audit_insert, p, "insert audit row", &stmt);
+}
+
+/* Binds an unsigned BIGINT parameter. */
+static void store_param_uint64(MYSQL_BIND *bind, const unsigned long long *value)
+{
+	bind->buffer_type = MYSQL_TYPE_LONGLONG;
+	bind->buffer = (void *)value;
+	bind->is_unsigned = 1;
+}
+
+/* Locks the sequence row and returns in *id the next event id, already written back. */
+static enum db_result store_event_next_id(struct db *db, unsigned long long *id)
+{
+	struct store_columns columns;
+	unsigned long long last_id = 0;
+	MYSQL_BIND results[1];
+	MYSQL_BIND p[1];
+	MYSQL_STMT *stmt = NULL;
+	enum db_result result;
+
+	memset(results, 0, sizeof(results));
+	memset(&columns, 0, sizeof(columns));
+	result = store_execute(db, store_sql_sequence_lock, NULL, "lock event sequence", &stmt);
+	if (result != DB_OK)
+		return result;
+	store_result(results, &columns, 0, MYSQL_TYPE_LONGLONG, &last_id, sizeof(last_id));
+	results[0].is_unsigned = 1;
+	result = store_fetch_first(db, stmt, results, "lock event sequence");
+	if (result == DB_NOT_FOUND) {
+		log_error("event_sequence has no row with id 1: apply the schema migrations");
+		return DB_FAILED;
+	}
+	if (result != DB_OK)
+		return result;
+	mysql_stmt_free_result(stmt);
+
+	*id = last_id + 1;
+	memset(p, 0, sizeof(p));
+	store_param_uint64(&p[0], id);
+	return store_execute(db, store_sql_sequence_advance, p, "advance event sequence", &stmt);
+}
+
+enum db_result store_event_append(struct db *db, const struct store_operation *op,
+	int64_t created_at_ms)
+{
+	unsigned long long id = 0;
+	long long at = op->finished_at;
+	long long created = created_at_ms;
+	MYSQL_BIND p[7];
+	MYSQL_STMT *stmt = NULL;
+	enum db_result result;
+
+	result = store_event_next_id(db, &id);
+	if (result != DB_OK)
+		return result;
+
+	memset(p, 0, sizeof(p));
+	store_param_uint64(&p[0], &id);
+	store_param_blob(&p[1], op->uuid, 16);
+	store_param_text(&p[2], op->user_id);
+	store_param_text(&p[3], op->kind);
+	store_param_text(&p[4], operations_status_name(op->status));
+	store_param_int64(&p[5], &at);
+	store_param_int64(&p[6], &created);
+	return store_execute(db, store_sql_event_insert, p, "insert event", &stmt);
+}
+
+/* Copies a fetched event row into event; false when a value breaks the schema's rules. */
+static bool store_event_copy(const struct store_columns *c, char *status,
+	struct store_event *event)
+{
+	return store_terminate(event->user_id, sizeof(event->user_id), c, 2) &&
+		store_terminate(event->kind, sizeof(event->kind), c, 3) &&
+		store_terminate(status, 16, c, 4) && c->length[1] == 16 &&
+		store_parse_status(status, &event->status);
+}
+
+enum db_result store_events_each(struct db *db, uint64_t after_id, long limit,
+	int (*visit)(const struct store_event *event, void *arg), void *arg)
+{
+	struct store_event event;
+	struct store_columns columns;
+	unsigned long long after = after_id;
+	unsigned long long id = 0;
+	long long row_limit = limit;
+	long long at = 0;
+	char status[16];
+	MYSQL_BIND params[2];
+	MYSQL_BIND results[6];
+	MYSQL_STMT *stmt = NULL;
+	enum db_result result;
+	int rc;
+
+	memset(params, 0, sizeof(params));
+	memset(results, 0, sizeof(results));
+	memset(&columns, 0, sizeof(columns));
+	memset(&event, 0, sizeof(event));
+	store_param_uint64(&params[0], &after);
+	store_param_int64(&params[1], &row_limit);
+
+	result = store_execute(db, store_sql_events_after, params, "select events", &stmt);
+	if (result != DB_OK)
+		return result;
+	store_result(results, &columns, 0, MYSQL_TYPE_LONGLONG, &id, sizeof(id));
+	results[0].is_unsigned = 1;
+	store_result(results, &columns, 1, MYSQL_TYPE_BLOB, event.operation_uuid,
+		sizeof(event.operation_uuid));
+	store_result(results, &columns, 2, MYSQL_TYPE_STRING, event.user_id, sizeof(event.user_id));
+	store_result(results, &columns, 3, MYSQL_TYPE_STRING, event.kind, sizeof(event.kind));
+	store_result(results, &columns, 4, MYSQL_TYPE_STRING, status, sizeof(status));
+	store_result(results, &columns, 5, MYSQL_TYPE_LONGLONG, &at, sizeof(at));
+	result = store_fetch_first(db, stmt, results, "select events");
+	for (rc = 0; result == DB_OK && rc == 0; rc = mysql_stmt_fetch(stmt)) {
+		if (!store_event_copy(&columns, status, &event)) {
+			log_error("operation_events row has a value outside the schema");
+			result = DB_FAILED;
+			break;
+		}
+		event.id = id;
+		event.at = at;
+		if (visit(&event, arg) != 0)
+			result = DB_FAILED;
+	}
+	if (result == DB_OK && rc == MYSQL_DATA_TRUNCATED) {
+		log_error("database value too long on select events");
+		result = DB_FAILED;
+	} else if (result == DB_OK && rc != 0 && rc != MYSQL_NO_DATA) {
+		result = db_fail(db, stmt, "select events");
+	}
+	if (result != DB_NOT_FOUND && db_mysql(db) != NULL)
+		mysql_stmt_free_result(stmt);
+	return result == DB_NOT_FOUND ? DB_OK : result;
+}
+
+enum db_result store_operations_due(struct db *db, int64_t now, long limit,
+	unsigned char (*uuids)[16], size_t *count)
+{
+	struct store_columns columns;
+	unsigned char uuid[16];
+	long long due_at = now;
+	long long row_limit = limit;
+	MYSQL_BIND params[2];
+	MYSQL_BIND results[1];
+	MYSQL_STMT *stmt = NULL;
+	enum db_result result;
+	int rc;
+
+	*count = 0;
+	memset(params, 0, sizeof(params));
+	memset(results, 0, sizeof(results));
+	memset(&columns, 0, sizeof(columns));
+	store_param_int64(&params[0], &due_at);
+	store_param_int64(&params[1], &row_limit);
+
+	result = store_execute(db, store_sql_operations_due, params, "select due operations", &stmt);
+	if (result != DB_OK)
+		return result;
+	store_result(results, &columns, 0, MYSQL_TYPE_BLOB, uuid, sizeof(uuid));
+	result = store_fetch_first(db, stmt, results, "select due operations");
+	for (rc = 0; result == DB_OK && rc == 0 && (long)*count < limit;
+	     rc = mysql_stmt_fetch(stmt)) {
+		if (columns.length[0] != 16) {
+			log_error("operations row has a uuid outside the schema");
+			result = DB_FAILED;
+			break;
+		}
+		memcpy(uuids[*count], uuid, 16);
+		(*count)++;
+	}
+	if (result == DB_OK && rc != 0 && rc != MYSQL_NO_DATA)
+		result = db_fail(db, stmt, "select due operations");
+	if (result != DB_NOT_FOUND && db_mysql(db) != NULL)
+		mysql_stmt_free_result(stmt);
+	return result == DB_NOT_FOUND ? DB_OK : result;
+}
+
+enum db_result store_idempotency_insert(struct db *db, const char *service, const char *key,
+	const unsigned char request_sha256[32], int64_t created_at, bool *duplicate)
+{
+	long long created = created_at;
+	MYSQL_BIND p[4];
+	MYSQL_STMT *stmt = NULL;
+
+	*duplicate = false;
+	memset(p, 0, sizeof(p));
+	store_param_text(&p[0], service);
+	store_param_text(&p[1], key);
+	store_param_blob(&p[2], request_sha256, 32);
+	store_param_int64(&p[3], &created);
+
+	stmt = db_prepare(db, store_sql_idempotency_insert);
+	if (stmt == NULL)
+		return db_mysql(db) == NULL ? DB_UNAVAILABLE : DB_FAILED;
+	if (mysql_stmt_bind_param(stmt, p) != 0)
+		return db_fail(db, stmt, "insert idempotency key");
+	if (mysql_stmt_execute(stmt) == 0)
+		return DB_OK;
+
+	/* The server undoes only this statement, so the transaction stays usable. */
+	if (mysql_stmt_errno(stmt) == ER_DUP_ENTRY) {
+		*duplicate = true;
+		return DB_OK;
+	}
+	return db_fail(db, stmt, "insert idempotency key");
+}
+
+enum db_result store_idempotency_read(struct db *db, const char *service, const char *key,
+	struct store_idempotency *row)
+{
+	struct store_columns columns;
+	long long created_at = 0;
+	MYSQL_BIND params[2];
+	MYSQL_BIND results[4];
+	MYSQL_STMT *stmt = NULL;
+	enum db_result result;
+
+	memset(params, 0, sizeof(params));
+	memset(results, 0, sizeof(results));
+	memset(&columns, 0, sizeof(columns));
+	memset(row, 0, sizeof(*row));
+	store_param_text(&params[0], service);
+	store_param_text(&params[1], key);
+
+	result = store_execute(db, store_sql_idempotency_select, params, "select idempotency key",
+		&stmt);
+	if (result != DB_OK)
+		return result;
+	store_result(results, &columns, 0, MYSQL_TYPE_BLOB, row->request_sha256,
+		sizeof(row->request_sha256));
+	store_result(results, &columns, 1, MYSQL_TYPE_BLOB, row->operation_uuid,
+		sizeof(row->operation_uuid));
+	store_result(results, &columns, 2, MYSQL_TYPE_STRING, row->response, sizeof(row->response));
+	store_result(results, &columns, 3, MYSQL_TYPE_LONGLONG, &created_at, sizeof(created_at));
+	result = store_fetch_first(db, stmt, results, "select idempotency key");
+	if (result != DB_OK)
+		return result;
+	mysql_stmt_free_result(stmt);
+
+	if (columns.length[0] != 32 || (!columns.is_null[1] && columns.length[1] != 16) ||
+	    !store_terminate(row->response, sizeof(row->response), &columns, 2)) {
+		log_error("idempotency_keys row has a value outside the schema");
+		return DB_FAILED;
+	}
+	row->has_operation_uuid = !columns.is_null[1];
+	row->has_response = !columns.is_null[2];
+	row->created_at = created_at;
+	return DB_OK;
+}
+
+enum db_result store_idempotency_finish(struct db *db, const char *service, const char *key,
+	const unsigned char operation_uuid[16], const char *response)
+{
+	MYSQL_BIND p[4];
+	MYSQL_STMT *stmt = NULL;
+	enum db_result result;
+
+	memset(p, 0, sizeof(p));
+	store_param_blob(&p[0], operation_uuid, 16);
+	store_param_text(&p[1], response);
+	store_param_text(&p[2], service);
+	store_param_text(&p[3], key);
+	result = store_execute(db, store_sql_idempotency_finish, p, "update idempotency key",
+		&stmt);
+	if (result == DB_OK && mysql_stmt_affected_rows(stmt) == 0)
+		return DB_NOT_FOUND;
+	return result;
+}
+
+enum db_result store_idempotency_delete(struct db *db, const char *service, const char *key)
+{
+	MYSQL_BIND p[2];
+	MYSQL_STMT *stmt = NULL;
+
+	memset(p, 0, sizeof(p));
+	store_param_text(&p[0], service);
+	store_param_text(&p[1], key);
+	return store_execute(db, store_sql_idempotency_delete, p, "delete idempotency key", &stmt);
+}
+
+enum db_result store_idempotency_purge(struct db *db, int64_t before, long limit,
+	long *deleted)
+{
+	long long created_before = before;
+	long long row_limit = limit;
+	MYSQL_BIND p[2];
+	MYSQL_STMT *stmt = NULL;
+	enum db_result result;
+
+	*deleted = 0;
+	memset(p, 0, sizeof(p));
+	store_param_int64(&p[0], &created_before);
+	store_param_int64(&p[1], &row_limit);
+	result = store_execute(db, store_sql_idempotency_purge, p, "purge idempotency keys", &stmt);
+	if (result == DB_OK)
+		*deleted = (long)mysql_stmt_affected_rows(stmt);
+	return result;
 }

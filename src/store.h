@@ -138,4 +138,78 @@ enum db_result store_outbox_each(struct db *db, const unsigned char uuid[16],
 
 enum db_result store_audit_insert(struct db *db, const struct store_audit *row);
 
+/* Buffer size of a stored first response, a challenge object of well under 1 KiB as JSON. */
+#define STORE_RESPONSE_SIZE 4096
+
+/* A row of operation_events. */
+struct store_event {
+	uint64_t id;
+	unsigned char operation_uuid[16];
+	char user_id[STORE_USER_ID_SIZE];
+	char kind[STORE_KIND_SIZE];
+	enum operation_status status;
+	int64_t at;
+};
+
+/* A row of idempotency_keys. has_response is false until the creating transaction fills it. */
+struct store_idempotency {
+	unsigned char request_sha256[32];
+	bool has_operation_uuid;
+	unsigned char operation_uuid[16];
+	bool has_response;
+	char response[STORE_RESPONSE_SIZE];
+	int64_t created_at;
+};
+
+/*
+ * Appends the outcome event of op (its uuid, user, kind, status and
+ * finished_at) with the next id of event_sequence. The sequence row stays
+ * locked until the transaction ends, so events commit in id order. Call it
+ * after locking the operation row (and the TOTP row, if any), never before.
+ */
+enum db_result store_event_append(struct db *db, const struct store_operation *op,
+	int64_t created_at_ms);
+
+/*
+ * Calls visit for each event with an id above after_id, in id order, at
+ * most limit of them. A non-zero return from visit stops the walk and is
+ * returned as DB_FAILED. No event is DB_OK.
+ */
+enum db_result store_events_each(struct db *db, uint64_t after_id, long limit,
+	int (*visit)(const struct store_event *event, void *arg), void *arg);
+
+/*
+ * Reads into uuids (room for limit) the uuids of pending operations whose
+ * expires_at is at or before now, the oldest first, and their number into
+ * *count. The rows are not locked.
+ */
+enum db_result store_operations_due(struct db *db, int64_t now, long limit,
+	unsigned char (*uuids)[16], size_t *count);
+
+/*
+ * Inserts the idempotency row (service, key) without operation or response.
+ * When another row has that key, *duplicate is true and the result DB_OK:
+ * the statement failed but the transaction stays open. An insert waits
+ * while another open transaction holds a row with the same key.
+ */
+enum db_result store_idempotency_insert(struct db *db, const char *service, const char *key,
+	const unsigned char request_sha256[32], int64_t created_at, bool *duplicate);
+
+/* Reads the row of (service, key), locked until the transaction ends; DB_NOT_FOUND when none. */
+enum db_result store_idempotency_read(struct db *db, const char *service, const char *key,
+	struct store_idempotency *row);
+
+/* Records the operation created under (service, key) and the JSON text of its first response. */
+enum db_result store_idempotency_finish(struct db *db, const char *service, const char *key,
+	const unsigned char operation_uuid[16], const char *response);
+
+enum db_result store_idempotency_delete(struct db *db, const char *service, const char *key);
+
+/*
+ * Deletes up to limit idempotency rows created before the Unix time
+ * before, with autocommit, and writes their number to *deleted.
+ */
+enum db_result store_idempotency_purge(struct db *db, int64_t before, long limit,
+	long *deleted);
+
 #endif

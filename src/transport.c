@@ -57,6 +57,8 @@ void transport_request_init(struct request *req, FCGX_Request *fcgi)
 	req->content_type = FCGX_GetParam("CONTENT_TYPE", env);
 	req->content_length = FCGX_GetParam("CONTENT_LENGTH", env);
 	req->remote_addr = FCGX_GetParam("REMOTE_ADDR", env);
+	req->query_string = FCGX_GetParam("QUERY_STRING", env);
+	req->idempotency_key = FCGX_GetParam("HTTP_IDEMPOTENCY_KEY", env);
 	if (req->method == NULL)
 		req->method = "";
 

@@ -27,6 +27,8 @@ struct request {
 	const char *content_type;
 	const char *content_length;
 	const char *remote_addr;
+	const char *query_string;
+	const char *idempotency_key;
 	char request_id[TRANSPORT_REQUEST_ID_MAX + 1];
 	char *body;        /* NUL-terminated copy, NULL until read */
 	size_t body_len;

@@ -25,9 +25,12 @@ static const char ctl_usage[] =
 	"  totp-enroll --user ID [--secret-file FILE]\n"
 	"      enrol a user for TOTP and print the secret and an otpauth:// URI\n"
 	"  issue-token --user ID [--ttl SECONDS]\n"
-	"      print an HS256 access token for development and tests\n"
+	"  issue-token --service NAME [--scope \"SCOPES\"] [--ttl SECONDS]\n"
+	"      print an HS256 user or service token for development and tests\n"
 	"  show UUID\n"
 	"      print an operation and its status as JSON\n"
+	"  expire\n"
+	"      write the expiry of every pending operation past expiresAt\n"
 	"\n"
 	"Options:\n"
 	"  -c FILE    configuration file (default " CONFIG_DEFAULT_PATH ")\n"
@@ -46,6 +49,7 @@ static const struct ctl_command ctl_commands[] = {
 	{ "totp-enroll", ctl_totp_enroll },
 	{ "issue-token", ctl_issue_token },
 	{ "show", ctl_show },
+	{ "expire", ctl_expire },
 };
 
 int main(int argc, char **argv)

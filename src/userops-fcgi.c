@@ -92,6 +92,13 @@ int main(int argc, char **argv)
 	app.cfg = &cfg;
 	if (auth_keys_load(&cfg.auth, &app.auth, err, sizeof(err)) != 0)
 		cli_fail(program, "[auth] %s", err);
+	if (cfg.internal.audience[0] != '\0') {
+		if (auth_keys_load(&cfg.internal, &app.internal_auth, err, sizeof(err)) != 0)
+			cli_fail(program, "[internal] %s", err);
+		/* A service token must never pass as a user's, even with a shared secret. */
+		if (auth_keys_exclude_audience(app.auth, cfg.internal.audience) != 0)
+			cli_fail(program, "out of memory");
+	}
 	app.ops.db = db_create(&cfg.database, err, sizeof(err));
 	if (app.ops.db == NULL)
 		cli_fail(program, "[database] %s", err);
@@ -108,13 +115,15 @@ int main(int argc, char **argv)
 
 	/* The client library is initialised once, before any connection is made. */
 	mysql_library_init(0, NULL, NULL);
-	log_info("starting version=%s config=%s", PACKAGE_VERSION, options.config_path);
+	log_info("starting version=%s config=%s internal_routes=%s", PACKAGE_VERSION,
+		options.config_path, app.internal_auth != NULL ? "on" : "off");
 	rc = transport_serve(fcgi_handle, &app) == 0 ? 0 : 1;
 	log_info("stopped");
 	mysql_library_end();
 out:
 	db_destroy(app.ops.db);
 	auth_keys_free(app.auth);
+	auth_keys_free(app.internal_auth);
 	cli_free_secrets(&secrets);
 	config_free(&cfg);
 	return rc;

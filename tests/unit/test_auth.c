@@ -992,6 +992,346 @@ static void issue_token_needs_hs256(void **state)
 	auth_keys_free(plain);
 }
 
+/* As check_hs256(), through auth_verify_claims(). */
+static enum auth_result check_claims(const struct auth_keys *keys, const char *payload,
+	struct auth_claims *claims)
+{
+	struct signer signer = hmac_signer(EVP_sha256, SECRET_32);
+	char *token = make_token("{\"alg\":\"HS256\"}", payload, &signer);
+	char *header = malloc(strlen(token) + 8);
+	enum auth_result result;
+
+	assert_non_null(header);
+	sprintf(header, "Bearer %s", token);
+	result = auth_verify_claims(keys, header, NOW, claims);
+	free(header);
+	free(token);
+	return result;
+}
+
+/* Expects a token whose payload ends with the scope member text to verify with scope. */
+static void expect_scope(const struct auth_keys *keys, const char *scope_json,
+	const char *expected)
+{
+	struct auth_claims claims;
+	char payload[4096];
+
+	snprintf(payload, sizeof(payload), "{\"sub\":\"billing\",\"exp\":" LATER "%s}", scope_json);
+	assert_int_equal(check_claims(keys, payload, &claims), AUTH_OK);
+	assert_string_equal(claims.subject, "billing");
+	assert_string_equal(claims.scope, expected);
+}
+
+/* Expects a token with that scope member to be invalid, with empty claims. */
+static void expect_scope_invalid(const struct auth_keys *keys, const char *scope_json)
+{
+	struct auth_claims claims;
+	char payload[4096];
+
+	snprintf(payload, sizeof(payload), "{\"sub\":\"billing\",\"exp\":" LATER "%s}", scope_json);
+	assert_int_equal(check_claims(keys, payload, &claims), AUTH_INVALID);
+	assert_string_equal(claims.subject, "");
+	assert_string_equal(claims.scope, "");
+}
+
+static void scope_string(void **state)
+{
+	struct auth_keys *keys = load("HS256", "hs32", NULL, NULL, NULL);
+
+	(void)state;
+	expect_scope(keys, ",\"scope\":\"operations:read\"", "operations:read");
+	expect_scope(keys, ",\"scope\":\"  operations:read    operations:write \"",
+		"operations:read operations:write");
+	expect_scope(keys, ",\"scope\":\"\"", "");
+	expect_scope(keys, ",\"scope\":\"   \"", "");
+	/* json-c keeps the last of a repeated member, and so does the scope read here. */
+	expect_scope(keys, ",\"scope\":\"a\",\"scope\":\"b\"", "b");
+	auth_keys_free(keys);
+}
+
+static void scope_array(void **state)
+{
+	struct auth_keys *keys = load("HS256", "hs32", NULL, NULL, NULL);
+
+	(void)state;
+	expect_scope(keys, ",\"scope\":[\"operations:read\",\"operations:write\"]",
+		"operations:read operations:write");
+	expect_scope(keys, ",\"scope\":[\"operations:write\"]", "operations:write");
+	expect_scope(keys, ",\"scope\":[]", "");
+	auth_keys_free(keys);
+}
+
+static void scope_absent(void **state)
+{
+	struct auth_keys *keys = load("HS256", "hs32", NULL, NULL, NULL);
+
+	(void)state;
+	expect_scope(keys, "", "");
+	auth_keys_free(keys);
+}
+
+static void scope_wrong_type(void **state)
+{
+	struct auth_keys *keys = load("HS256", "hs32", NULL, NULL, NULL);
+
+	(void)state;
+	expect_scope_invalid(keys, ",\"scope\":5");
+	expect_scope_invalid(keys, ",\"scope\":{\"operations:read\":true}");
+	expect_scope_invalid(keys, ",\"scope\":[\"operations:read\",5]");
+	expect_scope_invalid(keys, ",\"scope\":[[\"operations:read\"]]");
+	expect_scope_invalid(keys, ",\"scope\":null");
+	expect_scope_invalid(keys, ",\"scope\":true");
+	auth_keys_free(keys);
+}
+
+static void scope_bad_item(void **state)
+{
+	struct auth_keys *keys = load("HS256", "hs32", NULL, NULL, NULL);
+
+	(void)state;
+	expect_scope_invalid(keys, ",\"scope\":\"operations:read\\toperations:write\"");
+	expect_scope_invalid(keys, ",\"scope\":[\"operations:read\\t\"]");
+	expect_scope_invalid(keys, ",\"scope\":\"operations:read\\noperations:write\"");
+	expect_scope_invalid(keys, ",\"scope\":\"operations:read\\u0000\"");
+	expect_scope_invalid(keys, ",\"scope\":\"operations:read\\u0085\"");
+	/* An array item is one scope, so it may hold no space and may not be empty. */
+	expect_scope_invalid(keys, ",\"scope\":[\"operations:read operations:write\"]");
+	expect_scope_invalid(keys, ",\"scope\":[\"operations:read\",\"\"]");
+	auth_keys_free(keys);
+}
+
+static void scope_too_long(void **state)
+{
+	struct auth_keys *keys = load("HS256", "hs32", NULL, NULL, NULL);
+	struct auth_claims claims;
+	char longest[sizeof(claims.scope)];
+	char member[sizeof(claims.scope) + 64];
+
+	(void)state;
+	memset(longest, 'a', sizeof(longest) - 1);
+	longest[sizeof(longest) - 1] = '\0';
+	snprintf(member, sizeof(member), ",\"scope\":\"%s\"", longest);
+	expect_scope(keys, member, longest);
+	snprintf(member, sizeof(member), ",\"scope\":\"%sb\"", longest);
+	expect_scope_invalid(keys, member);
+
+	/* Two items of 511 bytes and the space between them fill 1023 bytes; one more is too many. */
+	memset(longest, 'a', 511);
+	longest[511] = ' ';
+	memset(longest + 512, 'b', 511);
+	longest[1023] = '\0';
+	snprintf(member, sizeof(member), ",\"scope\":[\"%.511s\",\"%s\"]", longest,
+		longest + 512);
+	expect_scope(keys, member, longest);
+	snprintf(member, sizeof(member), ",\"scope\":[\"%.511s\",\"%sb\"]", longest,
+		longest + 512);
+	expect_scope_invalid(keys, member);
+	auth_keys_free(keys);
+}
+
+static void scope_has_item(void **state)
+{
+	struct auth_claims claims;
+
+	(void)state;
+	memset(&claims, 0, sizeof(claims));
+	snprintf(claims.scope, sizeof(claims.scope), "operations:readonly");
+	assert_false(auth_scope_has(&claims, "operations:read"));
+	assert_true(auth_scope_has(&claims, "operations:readonly"));
+
+	snprintf(claims.scope, sizeof(claims.scope), "profile operations:write operations:read");
+	assert_true(auth_scope_has(&claims, "operations:write"));
+	assert_true(auth_scope_has(&claims, "operations:read"));
+	assert_true(auth_scope_has(&claims, "profile"));
+	assert_false(auth_scope_has(&claims, "operations"));
+	assert_false(auth_scope_has(&claims, "operations:writ"));
+	assert_false(auth_scope_has(&claims, "write"));
+	assert_false(auth_scope_has(&claims, "operations:write operations:read"));
+	assert_false(auth_scope_has(&claims, ""));
+
+	claims.scope[0] = '\0';
+	assert_false(auth_scope_has(&claims, "operations:read"));
+	assert_false(auth_scope_has(&claims, ""));
+}
+
+/* A bad scope and an expired exp: invalid, because expired means otherwise valid. */
+static void scope_expired_and_invalid(void **state)
+{
+	struct auth_keys *keys = load("HS256", "hs32", NULL, NULL, NULL);
+	struct auth_claims claims;
+	char user_id[AUTH_USER_ID_MAX + 1];
+
+	(void)state;
+	assert_int_equal(check_claims(keys, "{\"sub\":\"a\",\"exp\":1600000000,\"scope\":5}",
+		&claims), AUTH_INVALID);
+	assert_int_equal(check_claims(keys,
+		"{\"sub\":\"a\",\"exp\":1600000000,\"scope\":\"operations:read\"}", &claims),
+		AUTH_EXPIRED);
+	assert_string_equal(claims.scope, "");
+	/* auth_verify() does not read the scope claim, so a user's token may carry any. */
+	assert_int_equal(check_hs256(keys, "{\"sub\":\"a\",\"exp\":" LATER ",\"scope\":5}",
+		user_id), AUTH_OK);
+	assert_string_equal(user_id, "a");
+	auth_keys_free(keys);
+}
+
+static void exclude_audience(void **state)
+{
+	struct auth_keys *keys = load("HS256", "hs32", NULL, NULL, "userops");
+	char user_id[AUTH_USER_ID_MAX + 1];
+
+	(void)state;
+	assert_int_equal(auth_keys_exclude_audience(keys, "userops-internal"), 0);
+	assert_int_equal(check_hs256(keys,
+		"{\"sub\":\"a\",\"exp\":" LATER ",\"aud\":\"userops-internal\"}", user_id),
+		AUTH_INVALID);
+	assert_string_equal(user_id, "");
+	assert_int_equal(check_hs256(keys,
+		"{\"sub\":\"a\",\"exp\":" LATER ",\"aud\":[\"userops\",\"userops-internal\"]}",
+		user_id), AUTH_INVALID);
+	assert_int_equal(check_hs256(keys,
+		"{\"sub\":\"a\",\"exp\":1600000000,\"aud\":[\"userops\",\"userops-internal\"]}",
+		user_id), AUTH_INVALID);
+
+	/* Other audiences pass, and an expired token with them is expired. */
+	assert_int_equal(check_hs256(keys,
+		"{\"sub\":\"a\",\"exp\":" LATER ",\"aud\":\"userops\"}", user_id), AUTH_OK);
+	assert_string_equal(user_id, "a");
+	assert_int_equal(check_hs256(keys,
+		"{\"sub\":\"a\",\"exp\":" LATER ",\"aud\":[\"other\",\"userops\"]}", user_id),
+		AUTH_OK);
+	assert_int_equal(check_hs256(keys,
+		"{\"sub\":\"a\",\"exp\":1600000000,\"aud\":\"userops\"}", user_id), AUTH_EXPIRED);
+
+	/* NULL turns the exclusion off again. */
+	assert_int_equal(auth_keys_exclude_audience(keys, NULL), 0);
+	assert_int_equal(check_hs256(keys,
+		"{\"sub\":\"a\",\"exp\":" LATER ",\"aud\":[\"userops\",\"userops-internal\"]}",
+		user_id), AUTH_OK);
+	auth_keys_free(keys);
+}
+
+/* Without a configured audience, only a token naming the excluded one fails. */
+static void exclude_audience_alone(void **state)
+{
+	struct auth_keys *keys = load("HS256", "hs32", NULL, NULL, NULL);
+	char user_id[AUTH_USER_ID_MAX + 1];
+
+	(void)state;
+	assert_int_equal(auth_keys_exclude_audience(keys, "userops-internal"), 0);
+	assert_int_equal(check_hs256(keys, VALID, user_id), AUTH_OK);
+	assert_int_equal(check_hs256(keys,
+		"{\"sub\":\"a\",\"exp\":" LATER ",\"aud\":\"userops-internal\"}", user_id),
+		AUTH_INVALID);
+	assert_int_equal(check_hs256(keys,
+		"{\"sub\":\"a\",\"exp\":" LATER ",\"aud\":\"userops-internal2\"}", user_id),
+		AUTH_OK);
+	/* An empty audience turns it off. */
+	assert_int_equal(auth_keys_exclude_audience(keys, ""), 0);
+	assert_int_equal(check_hs256(keys,
+		"{\"sub\":\"a\",\"exp\":" LATER ",\"aud\":\"userops-internal\"}", user_id),
+		AUTH_OK);
+	auth_keys_free(keys);
+}
+
+/* Verifies "Bearer TOKEN" at time now with auth_verify_claims(). */
+static enum auth_result verify_claims_at(const struct auth_keys *keys, const char *token,
+	int64_t now, struct auth_claims *claims)
+{
+	char header[2048];
+
+	snprintf(header, sizeof(header), "Bearer %s", token);
+	return auth_verify_claims(keys, header, now, claims);
+}
+
+static void user_token_on_service_keys(void **state)
+{
+	struct auth_keys *user_keys = load("HS256", "hs32", NULL, NULL, "userops");
+	struct auth_keys *service_keys = load("HS256", "hs32b", NULL, NULL, "userops-internal");
+	struct auth_keys *shared_keys = load("HS256", "hs32", NULL, NULL, "userops-internal");
+	struct auth_claims claims;
+	char *token = auth_issue_token(user_keys, "alice", NOW, 600);
+
+	(void)state;
+	assert_non_null(token);
+	/* Another secret, and with the same secret the audience differs. */
+	assert_int_equal(verify_claims_at(service_keys, token, NOW, &claims), AUTH_INVALID);
+	assert_string_equal(claims.subject, "");
+	assert_int_equal(verify_claims_at(shared_keys, token, NOW, &claims), AUTH_INVALID);
+	assert_int_equal(verify_claims_at(user_keys, token, NOW, &claims), AUTH_OK);
+	assert_string_equal(claims.subject, "alice");
+	assert_string_equal(claims.scope, "");
+	free(token);
+	auth_keys_free(user_keys);
+	auth_keys_free(service_keys);
+	auth_keys_free(shared_keys);
+}
+
+static void service_token_round_trip(void **state)
+{
+	struct auth_keys *keys = load("HS256", "k1=hs32b,k2=hs32", NULL, "iss-s",
+		"userops-internal");
+	struct auth_keys *user_keys = load("HS256", "k1=hs32b", NULL, NULL, NULL);
+	struct auth_claims claims;
+	char *token = auth_issue_service_token(keys, "billing",
+		" operations:write  operations:read", NOW, 300);
+	jwt_t *jwt = NULL;
+
+	(void)state;
+	assert_non_null(token);
+	assert_int_equal(verify_claims_at(keys, token, NOW, &claims), AUTH_OK);
+	assert_string_equal(claims.subject, "billing");
+	assert_string_equal(claims.scope, "operations:write operations:read");
+	assert_true(auth_scope_has(&claims, "operations:write"));
+	assert_true(auth_scope_has(&claims, "operations:read"));
+	assert_int_equal(verify_claims_at(keys, token, NOW + 329, &claims), AUTH_OK);
+	assert_int_equal(verify_claims_at(keys, token, NOW + 330, &claims), AUTH_EXPIRED);
+
+	/* The user keys share the first secret and its kid, and only the exclusion rejects it. */
+	assert_int_equal(verify_claims_at(user_keys, token, NOW, &claims), AUTH_OK);
+	assert_int_equal(auth_keys_exclude_audience(user_keys, "userops-internal"), 0);
+	assert_int_equal(verify_claims_at(user_keys, token, NOW, &claims), AUTH_INVALID);
+
+	assert_int_equal(jwt_decode(&jwt, token, (const unsigned char *)SECRET_32B,
+		(int)strlen(SECRET_32B)), 0);
+	assert_int_equal(jwt_get_alg(jwt), JWT_ALG_HS256);
+	assert_string_equal(jwt_get_header(jwt, "kid"), "k1");
+	assert_string_equal(jwt_get_grant(jwt, "sub"), "billing");
+	assert_string_equal(jwt_get_grant(jwt, "scope"), "operations:write operations:read");
+	assert_string_equal(jwt_get_grant(jwt, "iss"), "iss-s");
+	assert_string_equal(jwt_get_grant(jwt, "aud"), "userops-internal");
+	assert_int_equal(jwt_get_grant_int(jwt, "iat"), NOW);
+	assert_int_equal(jwt_get_grant_int(jwt, "exp"), NOW + 300);
+	jwt_free(jwt);
+	free(token);
+	auth_keys_free(user_keys);
+	auth_keys_free(keys);
+}
+
+static void service_token_scope_optional(void **state)
+{
+	struct auth_keys *keys = load("HS256", "hs32", NULL, NULL, "userops-internal");
+	struct auth_claims claims;
+	char *token = auth_issue_service_token(keys, "billing", NULL, NOW, 300);
+	jwt_t *jwt = NULL;
+
+	(void)state;
+	assert_non_null(token);
+	assert_int_equal(verify_claims_at(keys, token, NOW, &claims), AUTH_OK);
+	assert_string_equal(claims.scope, "");
+	assert_int_equal(jwt_decode(&jwt, token, (const unsigned char *)SECRET_32,
+		(int)strlen(SECRET_32)), 0);
+	assert_null(jwt_get_grant(jwt, "scope"));
+	jwt_free(jwt);
+	free(token);
+
+	/* A scope that a verifier would reject is never signed. */
+	assert_null(auth_issue_service_token(keys, "billing", "operations:read\tx", NOW, 300));
+	assert_null(auth_issue_service_token(keys, "", "operations:read", NOW, 300));
+	assert_null(auth_issue_service_token(keys, "billing", "operations:read", NOW, 0));
+	auth_keys_free(keys);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1019,6 +1359,19 @@ int main(void)
 		cmocka_unit_test(load_options),
 		cmocka_unit_test(issue_token_verifies),
 		cmocka_unit_test(issue_token_needs_hs256),
+		cmocka_unit_test(scope_string),
+		cmocka_unit_test(scope_array),
+		cmocka_unit_test(scope_absent),
+		cmocka_unit_test(scope_wrong_type),
+		cmocka_unit_test(scope_bad_item),
+		cmocka_unit_test(scope_too_long),
+		cmocka_unit_test(scope_has_item),
+		cmocka_unit_test(scope_expired_and_invalid),
+		cmocka_unit_test(exclude_audience),
+		cmocka_unit_test(exclude_audience_alone),
+		cmocka_unit_test(user_token_on_service_keys),
+		cmocka_unit_test(service_token_round_trip),
+		cmocka_unit_test(service_token_scope_optional),
 	};
 
 	return cmocka_run_group_tests(tests, fixture_setup, fixture_teardown);

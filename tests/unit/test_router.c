@@ -201,12 +201,28 @@ static const struct match_case match_cases[] = {
 	{ "PUT", "/operations/" UUID_LOWER "/confirm/x", NULL, NULL, NONE },
 
 	/* The reserved "internal" segment never leads to a user route. */
-	{ "GET", "/internal/operations/" UUID_LOWER, NULL, NULL, NONE },
-	{ "PUT", "/internal/operations/" UUID_LOWER "/cancel", NULL, NULL, NONE },
+	{ "PUT", "/internal/operations/" UUID_LOWER "/confirm", NULL, NULL, NONE },
+	{ "PUT", "/internal/operations/" UUID_LOWER "/resend", NULL, NULL, NONE },
 	{ "GET", "/api/internal/health", NULL, NULL, NONE },
-	{ "GET", "/internal", "/operations/" UUID_LOWER, NULL, NONE },
 	{ "GET", "/internal/x/operations/" UUID_LOWER, NULL, NULL,
 		GOOD_UUID(ROUTE_OPERATION_GET, true, "GET") },
+
+	/* The service routes, which win over the shorter user routes they end with. */
+	{ "GET", "/internal/operations/" UUID_LOWER, NULL, NULL,
+		GOOD_UUID(ROUTE_INTERNAL_GET, true, "GET") },
+	{ "GET", "/internal", "/operations/" UUID_LOWER, NULL,
+		GOOD_UUID(ROUTE_INTERNAL_GET, true, "GET") },
+	{ "PUT", "/api/internal/operations/" UUID_LOWER "/cancel", NULL, NULL,
+		GOOD_UUID(ROUTE_INTERNAL_CANCEL, true, "PUT") },
+	{ "GET", "/internal/operations/nope", NULL, NULL,
+		BAD_UUID(ROUTE_INTERNAL_GET, true, "GET") },
+	{ "POST", "/internal/operations", NULL, NULL, ROUTE_INTERNAL_CREATE, true, "POST", false,
+		false },
+	{ "GET", "/internal/operations", NULL, NULL, ROUTE_INTERNAL_CREATE, false, "POST", false,
+		false },
+	{ "GET", "/api/internal/events", NULL, NULL, ROUTE_INTERNAL_EVENTS, true, "GET", false,
+		false },
+	{ "GET", "/internal/internal/events", NULL, NULL, NONE },
 
 	/* Without a base path the final segments decide, and the longer route wins. */
 	{ "GET", "/anything/health", NULL, NULL, ROUTE_HEALTH, true, "GET", false, false },
