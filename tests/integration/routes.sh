@@ -105,9 +105,11 @@ missing_fingerprint() {
 # The internal segment is reserved for service routes: a user route below it
 # is no route, even with a valid token and device.
 internal_prefix_reserved() {
-	http_request GET "/internal/operations/$MISSING_UUID" -t "$TOKEN" -f "$FINGERPRINT"
+	http_request PUT "/internal/operations/$MISSING_UUID/confirm" -t "$TOKEN" -f "$FINGERPRINT"
 	assert_error 404002
-	http_request PUT "/internal/operations/$MISSING_UUID/cancel" -t "$TOKEN" -f "$FINGERPRINT"
+	http_request PUT "/internal/operations/$MISSING_UUID/resend" -t "$TOKEN" -f "$FINGERPRINT"
+	assert_error 404002
+	http_request GET /internal/health
 	assert_error 404002
 }
 
