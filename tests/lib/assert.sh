@@ -80,7 +80,9 @@ test_finish() {
 }
 
 # Sends a request and stores the response in HTTP_STATUS, HTTP_BODY and the
-# file HTTP_HEADERS_FILE (the last response's headers, CR removed).
+# file HTTP_HEADERS_FILE (the last response's headers, CR removed). When
+# USEROPS_RESPONSES names a file, it also appends the method, path, status,
+# Content-Type and body there as one JSON line.
 #
 #   http_request METHOD PATH [-t TOKEN] [-f FINGERPRINT] [-d BODY] [-H 'Name: value']...
 #
@@ -122,6 +124,12 @@ http_request() {
 	tr -d '\r' <"$ASSERT_TMP/all-headers" |
 		awk '/^HTTP\// { block = "" } { block = block $0 "\n" } END { printf "%s", block }' \
 			>"$HTTP_HEADERS_FILE"
+	# For tests/openapi/check-responses; --rawfile stores any body, JSON or not, as a string.
+	if [[ -n ${USEROPS_RESPONSES:-} ]]; then
+		jq -nc --arg method "$method" --arg path "$path" --argjson status "$((10#$HTTP_STATUS))" \
+			--arg contentType "$(header_value Content-Type)" --rawfile body "$ASSERT_TMP/body" \
+			'{$method, $path, $status, $contentType, $body}' >>"$USEROPS_RESPONSES" 2>/dev/null || true
+	fi
 }
 
 # Prints the value of header NAME (any case) of the last response.
@@ -221,6 +229,14 @@ mint_token() {
 	local output
 	output=$(ctl issue-token --user "$1" --ttl "${2:-600}") || return 1
 	# The token is the last non-empty line, without surrounding white space.
+	awk 'NF { line = $0 } END { gsub(/[ \t]/, "", line); print line }' <<<"$output"
+}
+
+# Prints a service token for the service NAME with the space-separated
+# SCOPES, signed with the [internal] secret, valid TTL seconds (default 600).
+mint_service_token() {
+	local output
+	output=$(ctl issue-token --service "$1" --scope "$2" --ttl "${3:-600}") || return 1
 	awk 'NF { line = $0 } END { gsub(/[ \t]/, "", line); print line }' <<<"$output"
 }
 

@@ -91,6 +91,7 @@ stack_set_paths() {
 	STACK_STRICT_ERROR_LOG=$STACK_DIR/lighttpd-strict-error.log
 	STACK_MAILER_LOG=$STACK_DIR/mailer.log
 	STACK_CTL_LOG=$STACK_DIR/ctl.log
+	STACK_INTERNAL_AUDIENCE=userops-internal
 	STACK_URL=http://127.0.0.1:$STACK_HTTP_PORT
 	STACK_STRICT_URL=http://127.0.0.1:$STACK_STRICT_HTTP_PORT
 
@@ -209,6 +210,8 @@ stack_write_secrets() {
 		stack_random_hex 32 >"$STACK_SECRET_DIR/pepper"
 		echo "k1:$(stack_random_hex 32)" >"$STACK_SECRET_DIR/seal-keys"
 		stack_random_hex 32 >"$STACK_SECRET_DIR/hs256-secret"
+		# The service tokens' secret, distinct from the users' one.
+		stack_random_hex 32 >"$STACK_SECRET_DIR/hs256-internal-secret"
 	)
 }
 
@@ -401,6 +404,12 @@ from = userops@example.com
 poll_interval_ms = 200
 templates_dir = $STACK_REPO/etc/templates
 
+[internal]
+algorithms = HS256
+hs_secret_file = $STACK_SECRET_DIR/hs256-internal-secret
+issuer =
+audience = $STACK_INTERNAL_AUDIENCE
+
 [log]
 target = stderr
 level = info
@@ -559,6 +568,7 @@ stack_write_env() {
 		printf 'USEROPS_SECRET_DIR=%q\n' "$STACK_SECRET_DIR"
 		printf 'USEROPS_RESEND_COOLDOWN=%q\n' "$STACK_RESEND_COOLDOWN"
 		printf 'USEROPS_CTL_LOG=%q\n' "$STACK_CTL_LOG"
+		printf 'USEROPS_INTERNAL_AUDIENCE=%q\n' "$STACK_INTERNAL_AUDIENCE"
 		if [[ $STACK_STRICT == yes ]]; then
 			printf 'USEROPS_URL_STRICT=%q\n' "$STACK_STRICT_URL"
 			printf 'USEROPS_CONF_STRICT=%q\n' "$STACK_STRICT_CONF"
