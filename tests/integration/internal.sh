@@ -3,7 +3,8 @@
 # by member, every error code they can return with its field or header, the
 # separation of service tokens from user tokens, and the cancel state table.
 # The stack configures [internal] (audience userops-internal, its own HS256
-# secret), so the 404002 of an unconfigured [internal] is not tested here.
+# secret); its second front end leaves the audience empty, and there every
+# service route answers 404002.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib/assert.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/assert.sh"
@@ -822,5 +823,22 @@ test_case "wrong media type 415001" wrong_media_type
 test_case "order of the checks" check_order
 test_case "events query 400001 field" events_query_errors
 test_case "events defaults and lastId" events_defaults
-skip_case "unconfigured [internal] 404002" "the stack configures [internal] audience"
+# Without [internal] audience the service routes do not exist, whatever the token.
+unconfigured_internal() {
+	local token path saved_url=$USEROPS_URL
+	token=$(mint_service_token "$(unique_id unconfigured)" "operations:write operations:read") ||
+		return 1
+	USEROPS_URL=$USEROPS_URL_STRICT
+	http_request POST /internal/operations -t "$token" -d '{"userId":"u","fingerprint":"f"}'
+	expect_error 404002
+	for path in "/internal/operations/$(cat /proc/sys/kernel/random/uuid)" /internal/events; do
+		http_request GET "$path" -t "$token"
+		expect_error 404002
+	done
+	http_request PUT "/internal/operations/$(cat /proc/sys/kernel/random/uuid)/cancel" -t "$token"
+	expect_error 404002
+	USEROPS_URL=$saved_url
+}
+
+test_case "unconfigured [internal] 404002" unconfigured_internal
 test_finish

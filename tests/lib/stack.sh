@@ -420,12 +420,19 @@ EOF
 }
 
 # Writes userops-strict.conf: userops.conf with accept_previous_code = no.
+# The second front end also leaves [internal] audience empty, so that the
+# 404002 of unconfigured service routes can be tested on it.
 stack_write_strict_config() {
 	sed -e 's/^accept_previous_code = yes$/accept_previous_code = no/' \
 		-e 's/^# userops configuration for/# userops configuration (accept_previous_code = no) for/' \
+		-e "s/^audience = $STACK_INTERNAL_AUDIENCE\$/audience =/" \
 		"$STACK_CONF" >"$STACK_STRICT_CONF"
 	if ! grep -q '^accept_previous_code = no$' "$STACK_STRICT_CONF"; then
 		stack_log "$STACK_STRICT_CONF: could not set accept_previous_code = no"
+		return 1
+	fi
+	if grep -q "^audience = $STACK_INTERNAL_AUDIENCE\$" "$STACK_STRICT_CONF"; then
+		stack_log "$STACK_STRICT_CONF: could not leave [internal] audience empty"
 		return 1
 	fi
 }
