@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <json-c/json.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,11 @@ static int internal_authenticate(const struct handlers_app *app, const struct re
 	return 0;
 }
 
+/*
+ * Returns true for 1 to max_len bytes of UTF-8 (checked by the body parser)
+ * without C0 controls, DEL or C1 controls (U+0080 to U+009F, encoded as
+ * 0xC2 0x80 to 0xC2 0x9F).
+ */
 static bool internal_text_is_plain(const char *text, size_t max_len)
 {
 	size_t len = strlen(text);
@@ -74,6 +80,8 @@ static bool internal_text_is_plain(const char *text, size_t max_len)
 		unsigned char c = (unsigned char)text[i];
 
 		if (c < 0x20 || c == 0x7f)
+			return false;
+		if (c == 0xc2 && i + 1 < len && (unsigned char)text[i + 1] <= 0x9f)
 			return false;
 	}
 	return true;
@@ -183,7 +191,8 @@ static void internal_add_location(struct response *resp, const struct request *r
 }
 
 static void internal_create(const struct handlers_app *app, struct request *req,
-	struct json_object *body, const struct operation_actor *actor, struct response *resp)
+	struct json_object *body, const struct operation_actor *actor, struct response *resp,
+	struct handlers_log *log)
 {
 	struct internal_create_request create;
 	struct operation_idempotency idempotency;
@@ -225,6 +234,7 @@ static void internal_create(const struct handlers_app *app, struct request *req,
 	if (replayed)
 		log_info("request_id=%s Idempotency-Key replayed operation=%s", req->request_id,
 			challenge.uuid);
+	snprintf(log->uuid, sizeof(log->uuid), "%s", challenge.uuid);
 	internal_add_location(resp, req, challenge.uuid);
 	resp->status = 201;
 	resp->error_code = 0;
@@ -247,19 +257,21 @@ static int internal_cancel_reason(struct json_object *body, const char **reason)
 }
 
 /*
- * Parses a decimal query value of at most 18 digits (so it fits int64_t).
- * Returns 0, or -1 when it is empty or holds anything else.
+ * Parses a decimal query value from 0 to INT64_MAX, leading zeros allowed.
+ * Returns 0, or -1 when it is empty, too large or holds anything else.
  */
 static int internal_parse_number(const char *text, size_t len, int64_t *value)
 {
 	int64_t number = 0;
 
-	if (len == 0 || len > 18)
+	if (len == 0)
 		return -1;
 	for (size_t i = 0; i < len; i++) {
-		if (text[i] < '0' || text[i] > '9')
+		int digit = text[i] - '0';
+
+		if (text[i] < '0' || text[i] > '9' || number > (INT64_MAX - digit) / 10)
 			return -1;
-		number = number * 10 + (text[i] - '0');
+		number = number * 10 + digit;
 	}
 	*value = number;
 	return 0;
@@ -333,7 +345,7 @@ static void internal_events(const struct handlers_app *app, const struct request
 /* Runs the route once the token, scope, uuid and body checks passed. */
 static void internal_act(const struct handlers_app *app, struct request *req,
 	const struct route_match *match, struct json_object *body,
-	const struct operation_actor *actor, struct response *resp)
+	const struct operation_actor *actor, struct response *resp, struct handlers_log *log)
 {
 	struct operation_result result = { 0 };
 	struct json_object *operation = NULL;
@@ -341,7 +353,7 @@ static void internal_act(const struct handlers_app *app, struct request *req,
 
 	switch (match->route) {
 	case ROUTE_INTERNAL_CREATE:
-		internal_create(app, req, body, actor, resp);
+		internal_create(app, req, body, actor, resp, log);
 		return;
 	case ROUTE_INTERNAL_GET:
 		operations_service_get(&app->ops, match->uuid, actor, &operation, &result);
@@ -397,6 +409,6 @@ void handlers_internal(const struct handlers_app *app, struct request *req,
 	actor.service = log->user_id;
 	actor.client_address = req->remote_addr;
 	actor.request_id = req->request_id;
-	internal_act(app, req, match, body, &actor, resp);
+	internal_act(app, req, match, body, &actor, resp, log);
 	json_object_put(body);
 }

@@ -33,8 +33,8 @@
 /* An Idempotency-Key row is kept this many seconds; an older one counts as absent. */
 #define OPERATIONS_IDEMPOTENCY_SECONDS (24 * 3600)
 #define OPERATIONS_EVENTS_LIMIT_MAX 1000
-/* audit_log.detail is VARCHAR(255) in characters, so a detail of at most 255 bytes fits. */
-#define OPERATIONS_DETAIL_MAX 255
+/* audit_log.detail is VARCHAR(600) since migration 003, so a service name and a reason of 255 bytes each fit. */
+#define OPERATIONS_DETAIL_MAX 600
 
 /* The state of one request on one existing operation, from the lock to the end of its transaction. */
 struct operations_request {
@@ -110,6 +110,10 @@ static void operations_fill_challenge(const struct operations_context *ctx,
 	const struct store_operation *op, int64_t now, struct operation_challenge *challenge)
 {
 	int64_t resend_after = operations_resend_after(ctx, op, now);
+
+	/* A wait that ends when the operation has expired allows no resend: null. */
+	if (resend_after >= op->expires_at)
+		resend_after = -1;
 
 	memset(challenge, 0, sizeof(*challenge));
 	uuid_unparse_lower(op->uuid, challenge->uuid);

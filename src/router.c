@@ -216,8 +216,9 @@ static int router_skip_base(const struct router_split *split, const char *base_p
 
 /*
  * The segment "internal" is reserved for the service-to-service routes, so
- * a user route is never found below it: "/internal/operations/{uuid}" must
- * not reach the user's GET.
+ * a user route is never found below it, however deep: neither
+ * "/internal/operations/{uuid}" nor "/internal/x/operations/{uuid}" may
+ * reach the user's GET. A service route may sit under any mount.
  */
 #define ROUTER_RESERVED_PREFIX "internal"
 
@@ -226,7 +227,12 @@ static bool router_under_reserved_prefix(const struct router_path *path,
 {
 	size_t first = split->count - router_path_length(path);
 
-	return first > start && router_segment_is(&split->segments[first - 1], ROUTER_RESERVED_PREFIX);
+	if (strcmp(path->segments[0], ROUTER_RESERVED_PREFIX) == 0)
+		return false;
+	for (size_t i = start; i < first; i++)
+		if (router_segment_is(&split->segments[i], ROUTER_RESERVED_PREFIX))
+			return true;
+	return false;
 }
 
 /* Fills the method and UUID parts of match for the path found. */

@@ -111,6 +111,8 @@ internal_prefix_reserved() {
 	assert_error 404002
 	http_request GET /internal/health
 	assert_error 404002
+	http_request GET "/internal/x/operations/$MISSING_UUID" -t "$TOKEN" -f "$FINGERPRINT"
+	assert_error 404002
 }
 
 test_case "unknown path 404002" unknown_path

@@ -204,8 +204,9 @@ static const struct match_case match_cases[] = {
 	{ "PUT", "/internal/operations/" UUID_LOWER "/confirm", NULL, NULL, NONE },
 	{ "PUT", "/internal/operations/" UUID_LOWER "/resend", NULL, NULL, NONE },
 	{ "GET", "/api/internal/health", NULL, NULL, NONE },
-	{ "GET", "/internal/x/operations/" UUID_LOWER, NULL, NULL,
-		GOOD_UUID(ROUTE_OPERATION_GET, true, "GET") },
+	{ "GET", "/internal/x/operations/" UUID_LOWER, NULL, NULL, NONE },
+	{ "PUT", "/internal/a/b/operations/" UUID_LOWER "/cancel", NULL, NULL, NONE },
+	{ "GET", "/api/internal/x/health", NULL, NULL, NONE },
 
 	/* The service routes, which win over the shorter user routes they end with. */
 	{ "GET", "/internal/operations/" UUID_LOWER, NULL, NULL,
@@ -222,7 +223,8 @@ static const struct match_case match_cases[] = {
 		false },
 	{ "GET", "/api/internal/events", NULL, NULL, ROUTE_INTERNAL_EVENTS, true, "GET", false,
 		false },
-	{ "GET", "/internal/internal/events", NULL, NULL, NONE },
+	{ "GET", "/internal/internal/events", NULL, NULL, ROUTE_INTERNAL_EVENTS, true, "GET", false,
+		false },
 
 	/* Without a base path the final segments decide, and the longer route wins. */
 	{ "GET", "/anything/health", NULL, NULL, ROUTE_HEALTH, true, "GET", false, false },
