@@ -43,6 +43,7 @@ static const struct config_key config_keys[] = {
 	KEY_LONG("server", "max_requests", server.max_requests, "0", 0, LONG_MAX),
 	KEY_LONG("server", "max_body", server.max_body, "16384", 2, 1048576),
 	KEY_STRING("server", "base_path", server.base_path, ""),
+	KEY_LONG("server", "drain_timeout", server.drain_timeout, "30", 1, 3600),
 
 	KEY_STRING("database", "host", database.host, "localhost"),
 	KEY_LONG("database", "port", database.port, "3306", 1, 65535),

@@ -13,6 +13,7 @@ struct config_server {
 	long max_requests;
 	long max_body;
 	char *base_path;
+	long drain_timeout;   /* seconds a stopping pool waits for requests in flight */
 };
 
 struct config_database {

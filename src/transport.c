@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcgiapp.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -151,78 +153,144 @@ void transport_request_free(struct request *req)
 	req->body = NULL;
 }
 
-static volatile sig_atomic_t transport_busy;
+enum transport_stop_mode {
+	TRANSPORT_RUNNING,
+	TRANSPORT_DRAIN,    /* SIGTERM, SIGINT: serve the queued connections, then stop */
+	TRANSPORT_RETIRE,   /* SIGUSR1: stop after the request in flight */
+};
+
 static volatile sig_atomic_t transport_stop;
-/* Formatted before any signal can arrive, because the handler may only write(). */
-static char transport_stop_line[128];
-static size_t transport_stop_line_len;
 
 static void transport_on_signal(int signo)
 {
-	(void)signo;
-	if (!transport_busy) {
-		/* Nothing is in flight, so exiting here loses nothing. */
-		(void)!write(STDERR_FILENO, transport_stop_line, transport_stop_line_len);
-		_exit(0);
-	}
-	transport_stop = 1;
+	/* A retire request never weakens into a drain, which could run on under load. */
+	if (signo == SIGUSR1)
+		transport_stop = TRANSPORT_RETIRE;
+	else if (transport_stop == TRANSPORT_RUNNING)
+		transport_stop = TRANSPORT_DRAIN;
 }
 
-static void transport_install_signals(void)
+/*
+ * Installs the stop handlers without SA_RESTART and blocks their signals.
+ * wait_mask receives the mask to wait with, in which they are unblocked.
+ */
+static void transport_install_signals(sigset_t *wait_mask)
 {
 	struct sigaction action;
-	int len;
-
-	len = snprintf(transport_stop_line, sizeof(transport_stop_line),
-		"userops-fcgi[%ld] info: stopped by a signal while idle\n", (long)getpid());
-	transport_stop_line_len = len > 0 ? (size_t)len : 0;
+	sigset_t stop_signals;
 
 	memset(&action, 0, sizeof(action));
 	action.sa_handler = transport_on_signal;
 	sigemptyset(&action.sa_mask);
 	sigaction(SIGTERM, &action, NULL);
 	sigaction(SIGINT, &action, NULL);
+	sigaction(SIGUSR1, &action, NULL);
 
 	/* A front end that closes its end mid-response must not kill the worker. */
 	action.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &action, NULL);
+
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &stop_signals, wait_mask);
+	sigdelset(wait_mask, SIGTERM);
+	sigdelset(wait_mask, SIGINT);
+	sigdelset(wait_mask, SIGUSR1);
 }
 
-int transport_serve(transport_handler handler, void *context)
+/*
+ * Waits until listen_fd has a connection queued or a stop signal arrives.
+ * The stop signals are unblocked only inside ppoll, so one that arrives
+ * between two checks of transport_stop still ends the wait. Returns 1 when
+ * a connection is queued, 0 when it is time to stop, -1 on error.
+ */
+static int transport_wait(int listen_fd, const sigset_t *wait_mask)
+{
+	struct pollfd poll_fd = { .fd = listen_fd, .events = POLLIN };
+	struct timespec no_wait = { 0, 0 };
+	int ready;
+
+	for (;;) {
+		if (transport_stop == TRANSPORT_RETIRE)
+			return 0;
+		/* Draining: only what is queued already, so never wait. */
+		ready = ppoll(&poll_fd, 1, transport_stop == TRANSPORT_DRAIN ? &no_wait : NULL,
+			wait_mask);
+		if (ready > 0)
+			return 1;
+		if (ready == 0)
+			return 0;
+		if (errno != EINTR) {
+			log_error("waiting for a FastCGI connection failed: %s", strerror(errno));
+			return -1;
+		}
+	}
+}
+
+static void transport_answer(FCGX_Request *fcgi, transport_handler handler, void *context)
+{
+	struct request req;
+	struct response resp;
+
+	memset(&resp, 0, sizeof(resp));
+	transport_request_init(&req, fcgi);
+	handler(context, &req, &resp);
+	transport_send(&req, &resp);
+	response_free(&resp);
+	transport_request_free(&req);
+	FCGX_Finish_r(fcgi);
+}
+
+int transport_serve(int listen_fd, long max_requests, transport_handler handler, void *context)
 {
 	FCGX_Request fcgi;
+	sigset_t wait_mask;
+	long served = 0;
+	int flags, rc;
 
-	if (FCGX_IsCGI()) {
+	if (listen_fd == 0 && FCGX_IsCGI()) {
 		log_error("fd 0 is not a FastCGI socket; start userops-fcgi from a front end "
-			"(lighttpd bin-path, spawn-fcgi, mod_fcgid)");
+			"(lighttpd bin-path, spawn-fcgi, mod_fcgid) or set [server] listen");
 		return -1;
 	}
-	if (FCGX_Init() != 0 || FCGX_InitRequest(&fcgi, 0, 0) != 0) {
+	if (FCGX_Init() != 0 || FCGX_InitRequest(&fcgi, listen_fd, 0) != 0) {
 		log_error("cannot initialise libfcgi");
 		return -1;
 	}
-	transport_install_signals();
-
-	while (!transport_stop) {
-		struct request req;
-		struct response resp;
-
-		if (FCGX_Accept_r(&fcgi) < 0) {
-			if (transport_stop)
-				break;
-			log_error("FastCGI accept failed: %s", strerror(errno));
-			return -1;
-		}
-		transport_busy = 1;
-		memset(&resp, 0, sizeof(resp));
-		transport_request_init(&req, &fcgi);
-		handler(context, &req, &resp);
-		transport_send(&req, &resp);
-		response_free(&resp);
-		transport_request_free(&req);
-		FCGX_Finish_r(&fcgi);
-		transport_busy = 0;
+	/*
+	 * Several workers wait on one socket and all wake for one connection:
+	 * accept must then fail with EAGAIN in the losers (libfcgi 2.4.2 passes
+	 * EAGAIN back) rather than block with the stop signals masked.
+	 */
+	flags = fcntl(listen_fd, F_GETFL);
+	if (flags < 0 || fcntl(listen_fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+		log_error("cannot make the FastCGI socket non-blocking: %s", strerror(errno));
+		return -1;
 	}
-	log_info("stopping after the request in flight");
+	transport_install_signals(&wait_mask);
+
+	for (;;) {
+		rc = transport_wait(listen_fd, &wait_mask);
+		if (rc <= 0)
+			break;
+		rc = FCGX_Accept_r(&fcgi);
+		if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR)
+			continue;
+		if (rc < 0) {
+			log_error("FastCGI accept failed: %s", strerror(-rc));
+			break;
+		}
+		transport_answer(&fcgi, handler, context);
+		served++;
+		if (max_requests > 0 && served >= max_requests) {
+			log_info("stopping after max_requests=%ld requests", max_requests);
+			return 0;
+		}
+	}
+	if (rc < 0)
+		return -1;
+	log_info("stopping on a signal after %ld requests", served);
 	return 0;
 }

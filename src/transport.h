@@ -55,13 +55,19 @@ void transport_request_free(struct request *req);
 typedef void (*transport_handler)(void *context, struct request *req, struct response *resp);
 
 /*
- * Accepts requests on the FastCGI socket inherited on fd 0 and answers
- * each with handler until SIGTERM or SIGINT. A signal that arrives while
- * idle in accept ends the process at once; one that arrives mid-request
- * lets the request finish first. Returns 0, or -1 when fd 0 is not a
- * FastCGI socket.
+ * Accepts requests on the FastCGI listening socket listen_fd (fd 0 when a
+ * front end spawned the process) and answers each with handler. Stops
+ * after max_requests requests when it is above 0, and on a signal:
+ * - SIGTERM or SIGINT: finishes the request in flight, then answers the
+ *   connections already queued on listen_fd, then returns;
+ * - SIGUSR1: finishes the request in flight and returns, leaving queued
+ *   connections to the other workers (a pool retiring a generation).
+ * The signals are blocked except while waiting for a connection, so an
+ * idle worker stops at once and an accepted connection is never dropped.
+ * listen_fd is made non-blocking. Returns 0, or -1 when fd 0 is not a
+ * FastCGI socket or accepting fails.
  */
-int transport_serve(transport_handler handler, void *context);
+int transport_serve(int listen_fd, long max_requests, transport_handler handler, void *context);
 
 /* Returns true when id is 1 to 64 letters, digits, '-', '_' or '.'. */
 bool transport_request_id_valid(const char *id);

@@ -1,4 +1,4 @@
-/* userops-fcgi: the FastCGI responder, one worker on the socket inherited on fd 0. */
+/* userops-fcgi: the FastCGI responder, one worker on fd 0 or a supervised pool of workers. */
 #include "autoconfig.h"
 
 #include <mysql.h>
@@ -13,12 +13,15 @@
 #include "db.h"
 #include "handlers.h"
 #include "log.h"
+#include "pool.h"
 #include "response.h"
 #include "transport.h"
 
 static const char fcgi_usage[] =
 	"Usage: userops-fcgi [-c FILE] [-t]\n"
-	"Answers the userops API over FastCGI on the socket inherited on fd 0.\n"
+	"Answers the userops API over FastCGI: as one worker on the socket inherited\n"
+	"on fd 0, or as a pool of workers on [server] listen or a socket passed by\n"
+	"systemd (SIGHUP reloads the configuration, SIGTERM drains and stops).\n"
 	"\n"
 	"  -c FILE     configuration file (default " CONFIG_DEFAULT_PATH ")\n"
 	"  -t          check the configuration and secrets, then exit\n"
@@ -72,59 +75,116 @@ static void fcgi_handle(void *context, struct request *req, struct response *res
 		req->request_id, user, entry.uuid[0] != '\0' ? entry.uuid : "-");
 }
 
-int main(int argc, char **argv)
-{
-	static const char program[] = "userops-fcgi";
-	struct cli_options options;
+static const char fcgi_program[] = "userops-fcgi";
+
+/* Everything one worker loads at its start. */
+struct fcgi_state {
 	struct config cfg;
 	struct cli_secrets secrets;
 	struct handlers_app app;
+};
+
+/* Loads the configuration, the secrets and the keys; exits 1 with a message on error. */
+static void fcgi_load(const char *config_path, struct fcgi_state *state)
+{
+	struct cli_options options = { .config_path = config_path };
+	struct config *cfg = &state->cfg;
+	struct handlers_app *app = &state->app;
 	char err[512];
-	int rc;
 
-	cli_parse(argc, argv, program, fcgi_usage, &options);
-	if (options.arg_index != argc)
-		cli_fail(program, "unexpected argument %s; see --help", argv[options.arg_index]);
-	cli_load_config(program, &options, &cfg);
-	cli_load_secrets(program, &cfg, &secrets);
+	cli_load_config(fcgi_program, &options, cfg);
+	cli_load_secrets(fcgi_program, cfg, &state->secrets);
 
-	memset(&app, 0, sizeof(app));
-	app.cfg = &cfg;
-	if (auth_keys_load(&cfg.auth, &app.auth, err, sizeof(err)) != 0)
-		cli_fail(program, "[auth] %s", err);
-	if (cfg.internal.audience[0] != '\0') {
-		if (auth_keys_load(&cfg.internal, &app.internal_auth, err, sizeof(err)) != 0)
-			cli_fail(program, "[internal] %s", err);
+	memset(app, 0, sizeof(*app));
+	app->cfg = cfg;
+	if (auth_keys_load(&cfg->auth, &app->auth, err, sizeof(err)) != 0)
+		cli_fail(fcgi_program, "[auth] %s", err);
+	if (cfg->internal.audience[0] != '\0') {
+		if (auth_keys_load(&cfg->internal, &app->internal_auth, err, sizeof(err)) != 0)
+			cli_fail(fcgi_program, "[internal] %s", err);
 		/* A service token must never pass as a user's, even with a shared secret. */
-		if (auth_keys_exclude_audience(app.auth, cfg.internal.audience) != 0)
-			cli_fail(program, "out of memory");
+		if (auth_keys_exclude_audience(app->auth, cfg->internal.audience) != 0)
+			cli_fail(fcgi_program, "out of memory");
 	}
-	app.ops.db = db_create(&cfg.database, err, sizeof(err));
-	if (app.ops.db == NULL)
-		cli_fail(program, "[database] %s", err);
-	app.ops.cfg = &cfg;
-	app.ops.pepper = secrets.pepper;
-	app.ops.pepper_len = secrets.pepper_len;
-	app.ops.seal = secrets.seal;
+	app->ops.db = db_create(&cfg->database, err, sizeof(err));
+	if (app->ops.db == NULL)
+		cli_fail(fcgi_program, "[database] %s", err);
+	app->ops.cfg = cfg;
+	app->ops.pepper = state->secrets.pepper;
+	app->ops.pepper_len = state->secrets.pepper_len;
+	app->ops.seal = state->secrets.seal;
+}
 
-	if (options.check_only) {
-		printf("%s: configuration %s is valid\n", program, options.config_path);
-		rc = 0;
-		goto out;
-	}
+static void fcgi_free(struct fcgi_state *state)
+{
+	db_destroy(state->app.ops.db);
+	auth_keys_free(state->app.auth);
+	auth_keys_free(state->app.internal_auth);
+	cli_free_secrets(&state->secrets);
+	config_free(&state->cfg);
+}
+
+/* Serves listen_fd with a loaded state; returns the exit status. */
+static int fcgi_serve(struct fcgi_state *state, int listen_fd, long max_requests)
+{
+	int rc;
 
 	/* The client library is initialised once, before any connection is made. */
 	mysql_library_init(0, NULL, NULL);
 	log_info("starting version=%s config=%s internal_routes=%s", PACKAGE_VERSION,
-		options.config_path, app.internal_auth != NULL ? "on" : "off");
-	rc = transport_serve(fcgi_handle, &app) == 0 ? 0 : 1;
+		state->cfg.path, state->app.internal_auth != NULL ? "on" : "off");
+	rc = transport_serve(listen_fd, max_requests, fcgi_handle, &state->app) == 0 ? 0 : 1;
 	log_info("stopped");
 	mysql_library_end();
-out:
-	db_destroy(app.ops.db);
-	auth_keys_free(app.auth);
-	auth_keys_free(app.internal_auth);
-	cli_free_secrets(&secrets);
-	config_free(&cfg);
+	return rc;
+}
+
+/* One pool worker, in the child the supervisor forked: see pool_worker_main. */
+static int fcgi_pool_worker(void *context, const char *config_path, int listen_fd,
+	long max_requests)
+{
+	struct fcgi_state state;
+	int rc;
+
+	(void)context;
+	memset(&state, 0, sizeof(state));
+	fcgi_load(config_path, &state);
+	pool_worker_ready();
+	rc = fcgi_serve(&state, listen_fd, max_requests);
+	fcgi_free(&state);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli_options options;
+	struct fcgi_state state;
+	int rc;
+
+	cli_parse(argc, argv, fcgi_program, fcgi_usage, &options);
+	if (options.arg_index != argc)
+		cli_fail(fcgi_program, "unexpected argument %s; see --help", argv[options.arg_index]);
+	memset(&state, 0, sizeof(state));
+	/* Every mode checks everything first, so a bad start stops here with one line. */
+	fcgi_load(options.config_path, &state);
+
+	if (options.check_only) {
+		printf("%s: configuration %s is valid\n", fcgi_program, options.config_path);
+		rc = 0;
+	} else if (pool_socket_activated() || state.cfg.server.listen[0] != '\0') {
+		/* The supervisor holds no secrets: each worker loads its own after fork. */
+		db_destroy(state.app.ops.db);
+		state.app.ops.db = NULL;
+		auth_keys_free(state.app.auth);
+		state.app.auth = NULL;
+		auth_keys_free(state.app.internal_auth);
+		state.app.internal_auth = NULL;
+		cli_free_secrets(&state.secrets);
+		rc = pool_run(&state.cfg, fcgi_pool_worker, NULL) == 0 ? 0 : 1;
+	} else {
+		/* Spawned by a front end, which replaces the worker itself: no max_requests here. */
+		rc = fcgi_serve(&state, 0, 0);
+	}
+	fcgi_free(&state);
 	return rc;
 }
