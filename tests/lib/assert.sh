@@ -200,6 +200,102 @@ assert_error() {
 	assert_json '.error.requestId' "$(header_value X-Request-Id)"
 }
 
+# The front end of the stack, from stack.env: lighttpd, lighttpd-pool,
+# nginx, apache-fcgid or apache-proxy-fcgi (see tests/lib/stack.sh).
+ASSERT_FRONTEND=${USEROPS_FRONTEND:-lighttpd}
+
+# Prints the statuses, separated by spaces, that the stack's front end
+# returns itself, before userops receives the request, for the rejected input
+# KIND (000: the connection closes without an answer):
+#   header-too-large  a 10,000-byte header line: lighttpd 1.4.69 returns
+#                     431; nginx 1.22 (large_client_header_buffers 4 8k) and
+#                     Apache 2.4 (LimitRequestFieldSize 8190) return 400
+#   nul-in-header     a NUL byte in a header value: 400 from all of them
+#   body-too-large    a body over 1 MiB: 413 from all of them, as the stack
+#                     and the examples in etc/ configure them
+#   truncated-body    a client that closes its side before it sent
+#                     Content-Length bytes: no answer or 400, except that
+#                     mod_fcgid reads the whole body before it starts the
+#                     request and returns 500 when the body breaks off
+# Only input that never reaches userops belongs here: userops' own responses
+# (413001, 404002, ...) are the same behind every front end.
+frontend_status() {
+	case $1:$ASSERT_FRONTEND in
+	header-too-large:lighttpd*) echo 431 ;;
+	header-too-large:*) echo 400 ;;
+	nul-in-header:*) echo 400 ;;
+	body-too-large:*) echo 413 ;;
+	truncated-body:apache-fcgid) echo 500 ;;
+	truncated-body:*) echo 000 400 ;;
+	*)
+		echo "frontend_status: unknown input kind $1" >&2
+		echo unknown
+		;;
+	esac
+}
+
+# Checks that the last response is one of the front end's own responses to
+# the rejected input KIND.
+assert_frontend_status() {
+	local expected status body=${HTTP_BODY//[$'\r\n']/ }
+	expected=$(frontend_status "$1")
+	for status in $expected; do
+		[[ $HTTP_STATUS == "$status" ]] && return 0
+	done
+	assert_fail "$HTTP_REQUEST: expected status ${expected// / or } from $ASSERT_FRONTEND, got $HTTP_STATUS; body: ${body:0:200}"
+}
+
+# Succeeds when the front end starts one userops-fcgi process per socket
+# (lighttpd's bin-path, mod_fcgid) rather than connecting to a pool that
+# shares one socket among its workers.
+frontend_spawns_workers() {
+	[[ $ASSERT_FRONTEND == lighttpd || $ASSERT_FRONTEND == apache-fcgid ]]
+}
+
+# Prints the FastCGI sockets of the workers behind the stack's front end,
+# not those of the second lighttpd. lighttpd's bin-path and mod_fcgid make
+# one socket per worker, and a pool shares one socket among its workers.
+frontend_worker_sockets() {
+	local socket
+	case $ASSERT_FRONTEND in
+	lighttpd) set -- "$USEROPS_SOCKET_DIR"/fcgi*.sock-* ;;
+	apache-fcgid) set -- "$USEROPS_STACK_DIR"/fcgid/* ;;
+	*) set -- "$USEROPS_POOL_SOCKET" ;;
+	esac
+	for socket in "$@"; do
+		[[ -S $socket ]] && echo "$socket"
+	done
+	return 0
+}
+
+# Prints the PIDs of the userops-fcgi workers behind the stack's front end,
+# sorted: the userops-fcgi descendants of the front end (lighttpd's bin-path,
+# mod_fcgid) or of the pool's supervisor, or the workers that spawn-fcgi
+# started. The second lighttpd's workers are left out.
+frontend_worker_pids() {
+	local file
+	local -a roots=()
+	for file in "$USEROPS_STACK_DIR/pids/30-$ASSERT_FRONTEND.pid" "$USEROPS_STACK_DIR/pids/25-pool.pid"; do
+		[[ -r $file ]] && roots+=("$(<"$file")")
+	done
+	{
+		cat "$USEROPS_STACK_DIR"/pids/25-pool-*.pid 2>/dev/null || true
+		ps -eo pid=,ppid=,comm= | awk -v roots="${roots[*]}" '
+			BEGIN { split(roots, list, " "); for (i in list) root[list[i]] = 1 }
+			{ parent[$1] = $2; command[$1] = $3 }
+			END {
+				for (pid in parent) {
+					if (command[pid] != "userops-fcgi")
+						continue
+					for (up = parent[pid]; up in parent && !(up in root); up = parent[up])
+						;
+					if (up in root)
+						print pid
+				}
+			}'
+	} | sort -n
+}
+
 # Prints an id that is unique to this run, for user ids and fingerprints.
 unique_id() {
 	ASSERT_SEQUENCE=$((${ASSERT_SEQUENCE:-0} + 1))

@@ -1,12 +1,13 @@
-# Starts and stops a private userops stack: MariaDB, an SMTP sink, lighttpd
-# with userops-fcgi, and userops-mailer, all under one state folder.
+# Starts and stops a private userops stack: MariaDB, an SMTP sink, a front
+# end (lighttpd by default) with userops-fcgi, and userops-mailer, all under
+# one state folder.
 #
 # Source this file, set the variables below, then call stack_start and later
 # stack_stop. Every process is recorded by PID in $STACK_DIR/pids and stopped
 # by that PID only.
 #
 #   STACK_DIR              state folder (required); stack_start empties it
-#   STACK_HTTP_PORT        lighttpd port on 127.0.0.1 (default 8080)
+#   STACK_HTTP_PORT        the front end's port on 127.0.0.1 (default 8080)
 #   STACK_DB_PORT          MariaDB port on 127.0.0.1 (default 3316)
 #   STACK_SMTP_PORT        SMTP sink port on 127.0.0.1 (default 2526)
 #   STACK_BIN_DIR          folder with the built programs (default build/)
@@ -16,6 +17,21 @@
 #                          userops-strict.conf, the same configuration but
 #                          with accept_previous_code = no (default no)
 #   STACK_STRICT_HTTP_PORT port of that second lighttpd (default STACK_HTTP_PORT + 1)
+#   STACK_FRONTEND         the front end on STACK_HTTP_PORT (default lighttpd):
+#                          lighttpd           lighttpd spawns the workers (bin-path)
+#                          lighttpd-pool      lighttpd, etc/lighttpd-pool.conf
+#                          nginx              nginx, etc/nginx.conf
+#                          apache-fcgid       Apache mod_fcgid spawns the workers,
+#                                             etc/apache-fcgid.conf
+#                          apache-proxy-fcgi  Apache mod_proxy_fcgi, etc/apache-proxy-fcgi.conf
+#                          The second lighttpd (STACK_STRICT) is the same for all.
+#   STACK_POOL_WORKERS     workers of the pool behind the socket-based front ends (default 4)
+#
+# The socket-based front ends (lighttpd-pool, nginx, apache-proxy-fcgi)
+# connect to a userops-fcgi pool on $STACK_SOCKET_DIR/pool.sock, started with
+# [server] listen set in userops-pool.conf; when that userops-fcgi does not
+# bind the socket within 3 s, spawn-fcgi starts the workers instead. Each
+# front end runs from its etc/ example with the paths replaced by the stack's.
 #
 # stack_start writes $STACK_DIR/stack.env, which the integration tests source
 # to find the URLs, the configurations, the Maildir, the logs and the sockets.
@@ -81,6 +97,8 @@ stack_set_paths() {
 	STACK_EXTRA_CONF=${STACK_EXTRA_CONF:-}
 	STACK_STRICT=${STACK_STRICT:-no}
 	STACK_STRICT_HTTP_PORT=${STACK_STRICT_HTTP_PORT:-$((STACK_HTTP_PORT + 1))}
+	STACK_FRONTEND=${STACK_FRONTEND:-lighttpd}
+	STACK_POOL_WORKERS=${STACK_POOL_WORKERS:-4}
 
 	STACK_PID_DIR=$STACK_DIR/pids
 	STACK_SECRET_DIR=$STACK_DIR/secrets
@@ -91,6 +109,14 @@ stack_set_paths() {
 	STACK_STRICT_ERROR_LOG=$STACK_DIR/lighttpd-strict-error.log
 	STACK_MAILER_LOG=$STACK_DIR/mailer.log
 	STACK_CTL_LOG=$STACK_DIR/ctl.log
+	STACK_POOL_CONF=$STACK_DIR/userops-pool.conf
+	STACK_POOL_LOG=$STACK_DIR/pool.log
+	STACK_FRONTEND_LOG=$STACK_DIR/$STACK_FRONTEND-error.log
+	# The log that receives the workers' stderr lines.
+	case $STACK_FRONTEND in
+	lighttpd | apache-fcgid) STACK_ERROR_LOG=$STACK_FRONTEND_LOG ;;
+	*) STACK_ERROR_LOG=$STACK_POOL_LOG ;;
+	esac
 	STACK_INTERNAL_AUDIENCE=userops-internal
 	STACK_URL=http://127.0.0.1:$STACK_HTTP_PORT
 	STACK_STRICT_URL=http://127.0.0.1:$STACK_STRICT_HTTP_PORT
@@ -109,6 +135,7 @@ stack_set_paths() {
 		STACK_DB_DIR=$STACK_RUNTIME_DIR/mariadb
 	fi
 	STACK_DB_SOCKET=$STACK_SOCKET_DIR/mariadb.sock
+	STACK_POOL_SOCKET=$STACK_SOCKET_DIR/pool.sock
 }
 
 stack_record_pid() {
@@ -464,8 +491,9 @@ server.port = $port
 server.document-root = "$STACK_DIR/www"
 server.errorlog = "$error_log"
 accesslog.filename = "$access_log"
-# In KiB: above userops' own [server] max_body, so that userops itself returns 413001.
-server.max-request-size = 64
+# In KiB: 1 MiB, as the other front ends allow, above userops' own [server]
+# max_body, so that userops itself returns 413001 for a body between the two.
+server.max-request-size = 1024
 
 fastcgi.server = $fastcgi
 EOF
@@ -546,6 +574,173 @@ $(stack_fastcgi_entry / "$STACK_STRICT_CONF" "$STACK_SOCKET_DIR/strict.sock" 2)
 	stack_log "second lighttpd ready on $STACK_STRICT_URL with accept_previous_code = no (PID $STACK_LIGHTTPD_PID)"
 }
 
+# Succeeds when the front end connects to the pool's socket rather than
+# spawning the workers itself.
+stack_frontend_uses_pool() {
+	case $STACK_FRONTEND in
+	lighttpd-pool | nginx | apache-proxy-fcgi) return 0 ;;
+	*) return 1 ;;
+	esac
+}
+
+# Waits up to TENTHS tenths of a second for the unix socket PATH to appear
+# while PID runs.
+stack_wait_socket() {
+	local path=$1 pid=$2 tenths=$3 tries
+	for ((tries = 0; tries < tenths; tries++)); do
+		[[ -S $path ]] && return 0
+		stack_pid_alive "$pid" || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+# Starts the userops-fcgi pool on STACK_POOL_SOCKET: userops-fcgi itself
+# with [server] listen when it binds the socket, spawn-fcgi otherwise. The
+# socket's group becomes www-data with mode 0660, as the examples in etc/
+# expect, so that Apache's and nginx's workers may connect.
+stack_start_pool() {
+	local pid file index=0
+	sed -e "s|^\[server\]\$|[server]\nlisten = unix:$STACK_POOL_SOCKET\nworkers = $STACK_POOL_WORKERS|" \
+		"$STACK_CONF" >"$STACK_POOL_CONF"
+	"$STACK_BIN_DIR/userops-fcgi" -c "$STACK_POOL_CONF" </dev/null >>"$STACK_POOL_LOG" 2>&1 &
+	pid=$!
+	stack_record_pid 25 pool "$pid"
+	if stack_wait_socket "$STACK_POOL_SOCKET" "$pid" 30; then
+		STACK_POOL_KIND=userops-fcgi
+	else
+		stack_stop_pid "$pid" pool
+		rm -f "$STACK_PID_DIR/25-pool.pid" "$STACK_POOL_SOCKET"
+		# TODO: drop this fallback once every build of userops-fcgi binds [server] listen.
+		stack_log "userops-fcgi did not bind $STACK_POOL_SOCKET within 3 s; starting $STACK_POOL_WORKERS workers with spawn-fcgi"
+		file=$STACK_DIR/spawn-fcgi.pids
+		# spawn-fcgi sends the workers' stderr to /dev/null, so a shell
+		# points it at the pool's log before it becomes userops-fcgi.
+		# shellcheck disable=SC2016
+		if ! spawn-fcgi -s "$STACK_POOL_SOCKET" -F "$STACK_POOL_WORKERS" -P "$file" \
+			-- /bin/sh -c 'exec "$0" -c "$1" 2>>"$2"' \
+			"$STACK_BIN_DIR/userops-fcgi" "$STACK_CONF" "$STACK_POOL_LOG" >>"$STACK_POOL_LOG" 2>&1; then
+			stack_log "spawn-fcgi failed; see $STACK_POOL_LOG"
+			return 1
+		fi
+		# spawn-fcgi ends the last PID without a newline.
+		while read -r pid || [[ -n $pid ]]; do
+			stack_record_pid 25 "pool-$index" "$pid"
+			index=$((index + 1))
+		done <"$file"
+		STACK_POOL_KIND=spawn-fcgi
+	fi
+	chgrp www-data "$STACK_POOL_SOCKET" && chmod 0660 "$STACK_POOL_SOCKET" || return 1
+	stack_log "userops-fcgi pool ($STACK_POOL_KIND, $STACK_POOL_WORKERS workers) on $STACK_POOL_SOCKET"
+}
+
+# Writes the front end's configuration FILE from the example etc/EXAMPLE,
+# with the stack's port, sockets, programs and files in place of the
+# installed paths.
+stack_write_frontend_config() {
+	local example=$STACK_REPO/etc/$1 file=$2
+	sed -e "s|127\.0\.0\.1:8080|127.0.0.1:$STACK_HTTP_PORT|" \
+		-e "s|^server\.port = 8080\$|server.port = $STACK_HTTP_PORT|" \
+		-e "s|/run/userops/fcgi\.sock|$STACK_POOL_SOCKET|g" \
+		-e "s|/usr/local/bin/userops-fcgi|$STACK_BIN_DIR/userops-fcgi|g" \
+		-e "s|<Directory /usr/local/bin>|<Directory $STACK_BIN_DIR>|" \
+		-e "s|/usr/local/etc/userops/userops\.conf|$STACK_CONF|g" \
+		-e "s|/var/log/[a-z0-9]*/userops-error\.log|$STACK_FRONTEND_LOG|" \
+		-e "s|/var/log/[a-z0-9]*/userops-access\.log|$STACK_DIR/$STACK_FRONTEND-access.log|" \
+		-e "s|/run/[a-z0-9/-]*userops[a-z-]*\.pid|$STACK_DIR/$STACK_FRONTEND.pid|" \
+		-e "s|/run/apache2/fcgid|$STACK_DIR/fcgid|g" \
+		-e "s|/var/lib/nginx|$STACK_DIR/nginx-temp|g" \
+		-e "s|/var/www/html|$STACK_DIR/www|" \
+		-e '/^server\.\(username\|groupname\)/d' \
+		"$example" >"$file"
+	if grep -n -e /usr/local -e '/run/userops' -e '/var/log' -e ':8080' "$file" >&2; then
+		stack_log "$file: the lines above still name an installed path or port 8080"
+		return 1
+	fi
+}
+
+# Starts the front end COMMAND..., which runs in the foreground, records its
+# PID and waits until GET STACK_URL/health returns 200.
+stack_launch_frontend() {
+	local pid tries status
+	"$@" </dev/null >>"$STACK_FRONTEND_LOG" 2>&1 &
+	pid=$!
+	stack_record_pid 30 "$STACK_FRONTEND" "$pid"
+	for ((tries = 0; tries < 100; tries++)); do
+		status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$STACK_URL/health" || true)
+		[[ $status == 200 ]] && break
+		if ! stack_pid_alive "$pid"; then
+			stack_log "$STACK_FRONTEND exited at start; the end of $STACK_FRONTEND_LOG:"
+			tail -n 20 "$STACK_FRONTEND_LOG" >&2
+			return 1
+		fi
+		sleep 0.1
+	done
+	if ((tries == 100)); then
+		stack_log "GET $STACK_URL/health did not return 200 within 10 s (last status $status); the end of $STACK_FRONTEND_LOG:"
+		tail -n 20 "$STACK_FRONTEND_LOG" >&2
+		return 1
+	fi
+	stack_log "$STACK_FRONTEND ready on $STACK_URL at / and /api/ (PID $pid)"
+}
+
+# Lets Apache's User (www-data) read what the workers that mod_fcgid starts
+# read: the configuration, its secret files and the folders on the way.
+stack_share_with_www_data() {
+	chgrp -R www-data "$STACK_SECRET_DIR" "$STACK_CONF"
+	chmod 750 "$STACK_SECRET_DIR"
+	chmod 640 "$STACK_SECRET_DIR"/* "$STACK_CONF"
+	if ! runuser -u www-data -- test -r "$STACK_SECRET_DIR/pepper" ||
+		! runuser -u www-data -- test -x "$STACK_BIN_DIR/userops-fcgi"; then
+		stack_log "www-data cannot reach $STACK_SECRET_DIR or $STACK_BIN_DIR; use a state folder and build outside private homes"
+		return 1
+	fi
+}
+
+# Starts the front end that STACK_FRONTEND names, and the pool first when
+# that front end connects to one.
+stack_start_frontend() {
+	local file=$STACK_DIR/$STACK_FRONTEND.conf
+	stack_require_free_port "$STACK_HTTP_PORT" "$STACK_FRONTEND" || return 1
+	mkdir -p "$STACK_DIR/www"
+	if stack_frontend_uses_pool; then
+		stack_start_pool || return 1
+	fi
+	case $STACK_FRONTEND in
+	lighttpd)
+		stack_start_lighttpd
+		;;
+	lighttpd-pool)
+		stack_write_frontend_config lighttpd-pool.conf "$file" || return 1
+		lighttpd -tt -f "$file" >&2 || return 1
+		stack_launch_frontend lighttpd -D -f "$file"
+		;;
+	nginx)
+		stack_write_frontend_config nginx.conf "$file" || return 1
+		mkdir -p "$STACK_DIR/nginx-temp"
+		chown www-data: "$STACK_DIR/nginx-temp"
+		nginx -t -q -c "$file" >&2 || return 1
+		stack_launch_frontend nginx -c "$file" -g 'daemon off;'
+		;;
+	apache-fcgid | apache-proxy-fcgi)
+		stack_write_frontend_config "$STACK_FRONTEND.conf" "$file" || return 1
+		if [[ $STACK_FRONTEND == apache-fcgid ]]; then
+			stack_share_with_www_data || return 1
+		fi
+		if ! apache2 -t -f "$file" >"$STACK_DIR/$STACK_FRONTEND-check.log" 2>&1; then
+			stack_log "apache2 rejected $file:"
+			cat "$STACK_DIR/$STACK_FRONTEND-check.log" >&2
+			return 1
+		fi
+		stack_launch_frontend apache2 -f "$file" -DFOREGROUND
+		;;
+	*)
+		stack_log "STACK_FRONTEND=$STACK_FRONTEND is not one of lighttpd, lighttpd-pool, nginx, apache-fcgid, apache-proxy-fcgi"
+		return 1
+		;;
+	esac
+}
+
 stack_start_mailer() {
 	local pid
 	"$STACK_BIN_DIR/userops-mailer" -c "$STACK_CONF" </dev/null >>"$STACK_MAILER_LOG" 2>&1 &
@@ -576,6 +771,9 @@ stack_write_env() {
 		printf 'USEROPS_RESEND_COOLDOWN=%q\n' "$STACK_RESEND_COOLDOWN"
 		printf 'USEROPS_CTL_LOG=%q\n' "$STACK_CTL_LOG"
 		printf 'USEROPS_INTERNAL_AUDIENCE=%q\n' "$STACK_INTERNAL_AUDIENCE"
+		printf 'USEROPS_FRONTEND=%q\n' "$STACK_FRONTEND"
+		printf 'USEROPS_FRONTEND_LOG=%q\n' "$STACK_FRONTEND_LOG"
+		printf 'USEROPS_POOL_SOCKET=%q\n' "$(stack_frontend_uses_pool && echo "$STACK_POOL_SOCKET")"
 		if [[ $STACK_STRICT == yes ]]; then
 			printf 'USEROPS_URL_STRICT=%q\n' "$STACK_STRICT_URL"
 			printf 'USEROPS_CONF_STRICT=%q\n' "$STACK_STRICT_CONF"
@@ -612,7 +810,7 @@ stack_start() {
 	stack_start_smtp || return 1
 	stack_write_config
 	stack_migrate || return 1
-	stack_start_lighttpd || return 1
+	stack_start_frontend || return 1
 	if [[ $STACK_STRICT == yes ]]; then
 		stack_start_strict_lighttpd || return 1
 	fi
