@@ -16,7 +16,7 @@ enum auth_result {
 	AUTH_EXPIRED,   /* 401003: otherwise valid, exp + leeway passed */
 };
 
-/* The longest user id (the sub claim) accepted, in bytes. */
+/* The maximum length of a user id (the sub claim), in bytes. */
 #define AUTH_USER_ID_MAX 255
 
 /*
@@ -53,11 +53,11 @@ struct auth_claims {
 enum auth_result auth_verify_claims(const struct auth_keys *keys, const char *authorization,
 	int64_t now, struct auth_claims *claims);
 
-/* Returns true when the space-separated scope list holds scope exactly. */
+/* Returns true when the space-separated scope list contains scope as a whole item. */
 bool auth_scope_has(const struct auth_claims *claims, const char *scope);
 
 /*
- * Makes keys reject (AUTH_INVALID) every token whose aud holds audience,
+ * Makes keys reject (AUTH_INVALID) every token whose aud contains audience,
  * so a service token never passes as a user's even where both sections
  * share a secret. NULL or empty turns it off. audience is copied.
  */

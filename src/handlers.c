@@ -31,7 +31,7 @@ static void handlers_retry_after(struct response *resp, long seconds)
 	response_add_header(resp, "Retry-After", value);
 }
 
-/* Returns true when the connection answers a ping; a lost one is marked for reconnection. */
+/* Returns true when the connection responds to a ping. A lost connection is marked for reconnection. */
 static bool handlers_database_answers(struct db *db)
 {
 	if (db_connect(db) != DB_OK)
@@ -76,7 +76,7 @@ void handlers_unauthorized(struct response *resp, const struct request *req,
 	handlers_error(resp, req, code);
 }
 
-/* Verifies the user's bearer token; on failure sets the 401 answer and returns -1. */
+/* Verifies the user's bearer token; on failure sets the 401 response and returns -1. */
 static int handlers_authenticate(const struct handlers_app *app, const struct request *req,
 	struct response *resp, struct handlers_log *log)
 {
@@ -145,7 +145,7 @@ int handlers_read_body(const struct handlers_app *app, struct request *req,
 	return 0;
 }
 
-/* Turns a domain error into its answer, with the members and headers that code carries. */
+/* Turns a domain error into its response, with the members and headers that code carries. */
 void handlers_operation_error(struct response *resp, const struct request *req,
 	const struct operation_result *result)
 {

@@ -11,7 +11,7 @@ struct request;
 struct response;
 struct route_match;
 
-/* What one worker process needs to answer requests. */
+/* The state one worker process needs to respond to requests. */
 struct handlers_app {
 	const struct config *cfg;
 	struct auth_keys *auth;
@@ -20,14 +20,14 @@ struct handlers_app {
 	struct operations_context ops;
 };
 
-/* What the request log line reports besides status and duration. */
+/* The fields of the request log line besides status and duration. */
 struct handlers_log {
 	const char *route;
 	char user_id[AUTH_USER_ID_MAX + 1];
 	char uuid[37];
 };
 
-/* Routes req and fills resp; never fails, since every problem becomes an error response. */
+/* Routes req and fills resp. Every problem becomes an error response, so the caller always has one to send. */
 void handlers_dispatch(const struct handlers_app *app, struct request *req,
 	struct response *resp, struct handlers_log *log);
 
@@ -35,14 +35,14 @@ void handlers_dispatch(const struct handlers_app *app, struct request *req,
 
 void handlers_error(struct response *resp, const struct request *req, int code);
 
-/* Sets the 401 answer for result, with WWW-Authenticate as RFC 6750 asks. */
+/* Sets the 401 response for result, with WWW-Authenticate as RFC 6750 asks. */
 void handlers_unauthorized(struct response *resp, const struct request *req,
 	enum auth_result result);
 
 /*
  * Checks the body's size, media type and JSON syntax, in that order. On
  * success returns 0 with *body the parsed object, or NULL for an empty
- * body; else sets the error answer and returns -1.
+ * body; else sets the error response and returns -1.
  */
 int handlers_read_body(const struct handlers_app *app, struct request *req,
 	struct response *resp, struct json_object **body);

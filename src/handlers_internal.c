@@ -42,7 +42,7 @@ static void internal_field_error(struct response *resp, const struct request *re
 
 /*
  * Verifies the service token with the keys of [internal] and that its scope
- * holds scope. On success copies the token's subject into service.
+ * contains scope. On success copies the token's subject into service.
  */
 static int internal_authenticate(const struct handlers_app *app, const struct request *req,
 	const char *scope, struct response *resp, struct handlers_log *log)
@@ -258,7 +258,7 @@ static int internal_cancel_reason(struct json_object *body, const char **reason)
 
 /*
  * Parses a decimal query value from 0 to INT64_MAX, leading zeros allowed.
- * Returns 0, or -1 when it is empty, too large or holds anything else.
+ * Returns 0, or -1 when it is empty, too large or contains anything else.
  */
 static int internal_parse_number(const char *text, size_t len, int64_t *value)
 {

@@ -738,8 +738,8 @@ static bool operations_email_is_valid(const char *email)
 	if (strlen(email) > OPERATIONS_EMAIL_MAX)
 		return false;
 	/*
-	 * TODO: accept internationalised addresses once the mailer asks the relay
-	 * for SMTPUTF8 (RFC 6531); until then a relay refuses them, so the code
+	 * TODO: accept internationalised addresses once the mailer requests
+	 * SMTPUTF8 from the relay (RFC 6531); until then a relay refuses them, so the code
 	 * could never be delivered.
 	 */
 	for (i = 0; email[i] != '\0'; i++)

@@ -19,7 +19,7 @@ enum operation_status {
 	OPERATION_EXPIRED,
 };
 
-/* What one process needs to act on operations; the secrets are loaded at start. */
+/* The database handle, settings and secrets one process uses for operations, loaded at start. */
 struct operations_context {
 	const struct config *cfg;
 	struct db *db;
@@ -50,7 +50,7 @@ struct operation_view {
 };
 
 /*
- * Who is asking, for checks and audit rows: the token's user and device, or
+ * The requester, for checks and audit rows: the token's user and device, or
  * a platform service (is_service), which acts on any user's operation with
  * no device binding.
  */

@@ -27,7 +27,7 @@ void response_set_json(struct response *resp, int status, struct json_object *ob
 
 /*
  * Sets the error body {"success": false, "error": {...}} for an API error
- * code (HTTP status is code / 1000). extra, when not NULL, holds members
+ * code (HTTP status is code / 1000). extra, when not NULL, contains members
  * merged into "error" (such as attemptsLeft or field) and is consumed.
  */
 void response_set_error(struct response *resp, int code, const char *request_id,

@@ -190,7 +190,7 @@ enum db_result store_operations_due(struct db *db, int64_t now, long limit,
  * Inserts the idempotency row (service, key) without operation or response.
  * When another row has that key, *duplicate is true and the result DB_OK:
  * the statement failed but the transaction stays open. An insert waits
- * while another open transaction holds a row with the same key.
+ * while another open transaction has inserted a row with the same key.
  */
 enum db_result store_idempotency_insert(struct db *db, const char *service, const char *key,
 	const unsigned char request_sha256[32], int64_t created_at, bool *duplicate);

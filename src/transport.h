@@ -51,7 +51,7 @@ void transport_send(struct request *req, const struct response *resp);
 
 void transport_request_free(struct request *req);
 
-/* Answers one accepted request; resp starts zeroed and the caller frees it. */
+/* Handles one accepted request; resp starts zeroed and the caller frees it. */
 typedef void (*transport_handler)(void *context, struct request *req, struct response *resp);
 
 /*

@@ -172,7 +172,7 @@ int main(int argc, char **argv)
 		printf("%s: configuration %s is valid\n", fcgi_program, options.config_path);
 		rc = 0;
 	} else if (pool_socket_activated() || state.cfg.server.listen[0] != '\0') {
-		/* The supervisor holds no secrets: each worker loads its own after fork. */
+		/* The supervisor keeps no secrets: each worker loads its own after fork. */
 		db_destroy(state.app.ops.db);
 		state.app.ops.db = NULL;
 		auth_keys_free(state.app.auth);
