@@ -81,9 +81,12 @@ static const struct config_key config_keys[] = {
 	KEY_STRING("smtp", "from", smtp.from, ""),
 	KEY_STRING("smtp", "helo_name", smtp.helo_name, ""),
 	KEY_LONG("smtp", "timeout", smtp.timeout, "30", 1, 3600),
+	KEY_BOOL("smtp", "allow_plaintext_auth", smtp.allow_plaintext_auth, "no"),
 
 	KEY_LONG("mailer", "poll_interval_ms", mailer.poll_interval_ms, "500", 10, 60000),
 	KEY_LONG("mailer", "max_tries", mailer.max_tries, "10", 1, 1000),
+	KEY_LONG("mailer", "retry_wait", mailer.retry_wait, "10", 1, 86400),
+	KEY_LONG("mailer", "retry_wait_max", mailer.retry_wait_max, "600", 1, 86400),
 	KEY_STRING("mailer", "templates_dir", mailer.templates_dir, USEROPS_DATADIR "/templates"),
 	KEY_STRING("mailer", "message_id_domain", mailer.message_id_domain, ""),
 
@@ -186,6 +189,11 @@ static int config_check(const struct config *cfg, char *err, size_t err_size)
 		strcmp(tls, "implicit") != 0) {
 		snprintf(err, err_size, "%s: [smtp] tls must be none, starttls or implicit, got \"%s\"",
 			cfg->path, tls);
+		return -1;
+	}
+	if (cfg->mailer.retry_wait_max < cfg->mailer.retry_wait) {
+		snprintf(err, err_size, "%s: [mailer] retry_wait_max (%ld) is less than retry_wait (%ld)",
+			cfg->path, cfg->mailer.retry_wait_max, cfg->mailer.retry_wait);
 		return -1;
 	}
 	if (strcmp(cfg->log.target, "stderr") != 0 && strcmp(cfg->log.target, "syslog") != 0) {

@@ -58,11 +58,14 @@ struct config_smtp {
 	char *from;
 	char *helo_name;
 	long timeout;
+	bool allow_plaintext_auth;
 };
 
 struct config_mailer {
 	long poll_interval_ms;
 	long max_tries;
+	long retry_wait;
+	long retry_wait_max;
 	char *templates_dir;
 	char *message_id_domain;
 };

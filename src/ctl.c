@@ -1,4 +1,4 @@
-/* The subcommands of userops-ctl: migrations, operations, TOTP enrolment, tokens and checks. */
+/* The subcommands of userops-ctl: migrations, operations, the outbox, TOTP, tokens and checks. */
 #include "autoconfig.h"
 
 #include <errno.h>
@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <uuid/uuid.h>
 
 #include "auth.h"
 #include "cli.h"
@@ -19,8 +20,10 @@
 #include "crypto.h"
 #include "ctl.h"
 #include "db.h"
+#include "mask.h"
 #include "migrate.h"
 #include "operations.h"
+#include "outbox.h"
 #include "response.h"
 #include "router.h"
 
@@ -38,6 +41,7 @@
 #define CTL_TOKEN_TTL_MAX (366L * 24 * 3600)
 #define CTL_FINGERPRINT_MAX 255
 #define CTL_PARAMS_MAX 64
+#define CTL_OUTBOX_LIMIT_DEFAULT 50
 
 /* getopt_long codes of the long-only options. */
 enum ctl_option {
@@ -55,6 +59,8 @@ enum ctl_option {
 	CTL_OPT_DIR,
 	CTL_OPT_SERVICE,
 	CTL_OPT_SCOPE,
+	CTL_OPT_FAILED,
+	CTL_OPT_LIMIT,
 };
 
 /* The resources of a subcommand that acts on operations, from start to exit. */
@@ -105,13 +111,25 @@ static const char ctl_token_usage[] =
 
 static const char ctl_show_usage[] =
 	"usage: " CTL_PROGRAM " [-c FILE] show UUID\n"
-	"Prints the operation UUID as JSON, its status included.\n";
+	"Prints the operation UUID as JSON: its status, its outbox rows (\"outbox\")\n"
+	"and its audit trail (\"audit\": atMs, event, detail), oldest first.\n";
 
 static const char ctl_expire_usage[] =
 	"usage: " CTL_PROGRAM " [-c FILE] expire\n"
 	"Writes the expired state, its audit row and its outcome event for every\n"
 	"pending operation past its expiresAt, one transaction each, and prints how\n"
 	"many. userops-mailer runs the same sweep every minute.\n";
+
+static const char ctl_outbox_usage[] =
+	"usage: " CTL_PROGRAM " [-c FILE] outbox [--failed] [--limit N]\n"
+	"Lists the rows of the mail outbox, newest first, one a line, under a header\n"
+	"line; with no rows, only the header. The columns, separated by tabs, are the\n"
+	"row id, the operation's uuid, the recipient masked as in emailHint, the\n"
+	"status, the tries, when the status began, the next try (queued and retrying\n"
+	"rows, else -) and the last SMTP reply with each word that contains '@'\n"
+	"shown as [address] (- when none). Times are UTC, as 2025-01-31T12:00:00Z.\n"
+	"  --failed   list only rows in status failed\n"
+	"  --limit N  list at most N rows, 1 or more (default 50)\n";
 
 static int ctl_message(int status, const char *fmt, va_list ap)
 {
@@ -947,6 +965,128 @@ int ctl_expire(int argc, char **argv, const struct cli_options *options)
 
 out:
 	ctl_session_close(&session);
+	return rc;
+}
+
+/* Writes when as UTC ISO 8601, such as 2025-01-31T12:00:00Z, or as Unix seconds if out of range. */
+static void ctl_format_utc(int64_t when, char *out, size_t out_size)
+{
+	time_t seconds = (time_t)when;
+	struct tm tm;
+
+	if (gmtime_r(&seconds, &tm) == NULL ||
+	    strftime(out, out_size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(out, out_size, "%lld", (long long)when);
+}
+
+/* The buffer for the masked reply of each row that ctl_print_outbox_row prints. */
+struct ctl_outbox_output {
+	char *reply;
+	size_t reply_size;
+};
+
+/* Prints one row of the outbox listing as tab-separated columns. */
+static int ctl_print_outbox_row(const struct outbox_listing *row, void *arg)
+{
+	struct ctl_outbox_output *output = arg;
+	char uuid[37];
+	char recipient[OUTBOX_RECIPIENT_SIZE + 8];
+	char status_at[32];
+	char next_try[32] = "-";
+	const char *reply = "-";
+
+	uuid_unparse_lower(row->operation_uuid, uuid);
+	if (mask_email(row->recipient, recipient, sizeof(recipient)) != 0)
+		snprintf(recipient, sizeof(recipient), "(invalid address)");
+	ctl_format_utc(row->status_at, status_at, sizeof(status_at));
+	if (strcmp(row->status, "queued") == 0 || strcmp(row->status, "retrying") == 0)
+		ctl_format_utc(row->next_try_at, next_try, sizeof(next_try));
+	if (row->has_last_reply && row->last_reply[0] != '\0' &&
+	    mask_reply(row->last_reply, output->reply, output->reply_size) == 0)
+		reply = output->reply;
+
+	printf("%llu\t%s\t%s\t%s\t%u\t%s\t%s\t%s\n", (unsigned long long)row->id, uuid,
+		recipient, row->status, row->tries, status_at, next_try, reply);
+	return 0;
+}
+
+/* Parses --limit as a whole number of rows, 1 or more. Returns 0 or a usage error. */
+static int ctl_parse_limit(const char *text, long *limit)
+{
+	*limit = CTL_OUTBOX_LIMIT_DEFAULT;
+	if (text == NULL)
+		return 0;
+	if (ctl_parse_long(text, limit) != 0 || *limit < 1)
+		return ctl_usage_error("--limit must be a whole number of rows, 1 or more, got %s",
+			text);
+	return 0;
+}
+
+int ctl_outbox(int argc, char **argv, const struct cli_options *options)
+{
+	static const struct option long_options[] = {
+		{ "failed", no_argument, NULL, CTL_OPT_FAILED },
+		{ "limit", required_argument, NULL, CTL_OPT_LIMIT },
+		{ "help", no_argument, NULL, CTL_OPT_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool failed_only = false;
+	const char *limit_text = NULL;
+	const struct ctl_option_target targets[] = {
+		{ CTL_OPT_FAILED, NULL, &failed_only },
+		{ CTL_OPT_LIMIT, &limit_text, NULL },
+		{ 0, NULL, NULL },
+	};
+	struct ctl_outbox_output output = { NULL, 0 };
+	struct config cfg;
+	struct db *db = NULL;
+	enum db_result result;
+	char err[512];
+	long limit;
+	int rc;
+
+	rc = ctl_parse_options(argc, argv, long_options, targets, ctl_outbox_usage);
+	if (rc == 0)
+		rc = ctl_check_no_operands(argc, argv);
+	if (rc == 0)
+		rc = ctl_parse_limit(limit_text, &limit);
+	if (rc != 0)
+		return rc < 0 ? CTL_EXIT_OK : rc;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cli_load_config(CTL_PROGRAM, options, &cfg);
+	output.reply_size = MASK_REPLY_SIZE(OUTBOX_LAST_REPLY_SIZE - 1);
+	output.reply = malloc(output.reply_size);
+	if (output.reply == NULL) {
+		rc = ctl_failure("out of memory");
+		goto out;
+	}
+	db = db_create(&cfg.database, err, sizeof(err));
+	if (db == NULL) {
+		rc = ctl_failure("[database] %s", err);
+		goto out;
+	}
+	if (db_connect(db) != DB_OK) {
+		rc = ctl_failure("cannot connect to database %s (see the error above)",
+			cfg.database.name);
+		goto out;
+	}
+
+	printf("id\toperation\trecipient\tstatus\ttries\tstatus_at\tnext_try_at\tlast_reply\n");
+	result = outbox_list(db, failed_only, limit, ctl_print_outbox_row, &output);
+	if (fflush(stdout) != 0 || ferror(stdout))
+		rc = ctl_failure("cannot write the outbox rows to standard output: %s",
+			strerror(errno));
+	else if (result != DB_OK)
+		rc = ctl_failure("cannot list the outbox rows: %s (see the error above)",
+			result == DB_UNAVAILABLE ? "database unavailable" : "database error");
+	else
+		rc = CTL_EXIT_OK;
+
+out:
+	free(output.reply);
+	db_destroy(db);
+	config_free(&cfg);
 	return rc;
 }
 

@@ -28,6 +28,7 @@ int ctl_totp_enroll(int argc, char **argv, const struct cli_options *options);
 int ctl_issue_token(int argc, char **argv, const struct cli_options *options);
 int ctl_show(int argc, char **argv, const struct cli_options *options);
 int ctl_expire(int argc, char **argv, const struct cli_options *options);
+int ctl_outbox(int argc, char **argv, const struct cli_options *options);
 
 /*
  * Loads the configuration and every secret userops-ctl uses (the database

@@ -22,18 +22,15 @@
 #include "smtp.h"
 #include "store.h"
 
-/* The first retry waits this long, doubling with each try up to MAILER_BACKOFF_MAX. */
-#define MAILER_BACKOFF_FIRST 10
-#define MAILER_BACKOFF_MAX 600
 /* While the database fails, it is tried again after a wait that doubles up to this. */
 #define MAILER_DB_RETRY_MAX_MS 30000
 /*
- * An estimate of the longest session: about eight protocol steps, each
- * bounded by [smtp] timeout, plus 150 s for a connect that only the
- * kernel's SYN retries end (about 127 s with Linux defaults).
+ * A claimed row is leased for [smtp] timeout, which bounds the whole
+ * session, plus this many seconds to render it and record the outcome.
+ * Another mailer takes the row only after that, so a mailer that dies
+ * mid-send delays its message by the lease at most.
  */
-#define MAILER_LEASE_STEPS 8
-#define MAILER_LEASE_CONNECT 150
+#define MAILER_LEASE_MARGIN 15
 /* The maximum length of a code sealed in an outbox row. */
 #define MAILER_CODE_MAX 32
 /*
@@ -154,7 +151,8 @@ int mailer_open(struct mailer *mailer, const struct config *cfg, char *err, size
 {
 	memset(mailer, 0, sizeof(*mailer));
 	mailer->cfg = cfg;
-	if (smtp_config_check(&cfg->smtp, err, err_size) != 0 ||
+	mailer->smtp = smtp_client_new(&cfg->smtp, err, err_size);
+	if (mailer->smtp == NULL ||
 	    mailer_check_smtp_password(cfg, err, err_size) != 0 ||
 	    mailer_check_template(cfg, err, err_size) != 0 ||
 	    mailer_load_seal(cfg, &mailer->seal, err, err_size) != 0)
@@ -172,8 +170,10 @@ void mailer_close(struct mailer *mailer)
 {
 	db_destroy(mailer->db);
 	seal_keyring_free(mailer->seal);
+	smtp_client_free(mailer->smtp);
 	mailer->db = NULL;
 	mailer->seal = NULL;
+	mailer->smtp = NULL;
 }
 
 /* Copies a relay reply for the log with every word holding an '@' replaced, since it may name the recipient. */
@@ -203,14 +203,22 @@ static void mailer_loggable_reply(const char *reply, char *out, size_t out_size)
 	out[used < out_size ? used : out_size - 1] = '\0';
 }
 
-static long mailer_backoff(unsigned int tries)
+/*
+ * Returns the seconds to wait after try number tries failed: [mailer]
+ * retry_wait, doubling with each try up to retry_wait_max. A random part of
+ * up to half is taken off, so that mailers that failed together in one
+ * relay outage do not all come back in the same second.
+ */
+static long mailer_backoff(const struct config_mailer *cfg, unsigned int tries)
 {
-	long wait = MAILER_BACKOFF_FIRST;
+	long wait = cfg->retry_wait;
 	unsigned int i;
 
-	for (i = 1; i < tries && wait < MAILER_BACKOFF_MAX; i++)
+	for (i = 1; i < tries && wait < cfg->retry_wait_max; i++)
 		wait *= 2;
-	return wait < MAILER_BACKOFF_MAX ? wait : MAILER_BACKOFF_MAX;
+	if (wait > cfg->retry_wait_max)
+		wait = cfg->retry_wait_max;
+	return wait - (long)arc4random_uniform((uint32_t)(wait / 2 + 1));
 }
 
 /* Opens the sealed code, which is bound to the operation's uuid and must be ASCII digits. */
@@ -279,7 +287,7 @@ static int mailer_render(const struct mailer *mailer, const struct outbox_row *r
 }
 
 /* Sends one claimed row and fills record with how it ended. */
-static void mailer_deliver(const struct mailer *mailer, const struct outbox_row *row,
+static void mailer_deliver(struct mailer *mailer, const struct outbox_row *row,
 	const char *hint, struct mailer_record *record)
 {
 	char code[MAILER_CODE_MAX + 1];
@@ -298,7 +306,7 @@ static void mailer_deliver(const struct mailer *mailer, const struct outbox_row 
 	if (mailer_render(mailer, row, code, hint, (int64_t)time(NULL), &message, record) != 0)
 		goto out;
 
-	outcome = smtp_deliver(&mailer->cfg->smtp, row->recipient, message, record->reply,
+	outcome = smtp_deliver(mailer->smtp, row->recipient, message, record->reply,
 		sizeof(record->reply));
 	if (outcome == SMTP_OUTCOME_SENT)
 		record->verdict = MAILER_SENT;
@@ -309,7 +317,7 @@ static void mailer_deliver(const struct mailer *mailer, const struct outbox_row 
 		record->verdict = MAILER_RETRY;
 out:
 	record->at = (int64_t)time(NULL);
-	record->next_try_at = record->at + mailer_backoff(row->tries);
+	record->next_try_at = record->at + mailer_backoff(&mailer->cfg->mailer, row->tries);
 	crypto_wipe(code, sizeof(code));
 	mail_free_message(message);
 }
@@ -382,7 +390,7 @@ static void mailer_database_ok(struct mailer_state *state)
 static long mailer_step(struct mailer *mailer, struct mailer_state *state)
 {
 	const struct config *cfg = mailer->cfg;
-	long lease = MAILER_LEASE_STEPS * cfg->smtp.timeout + MAILER_LEASE_CONNECT;
+	long lease = cfg->smtp.timeout + MAILER_LEASE_MARGIN;
 	struct outbox_row row;
 	char hint[400];
 	enum db_result result;
@@ -499,9 +507,10 @@ void mailer_run(struct mailer *mailer)
 	sigaddset(&signals, SIGINT);
 	sigprocmask(SIG_BLOCK, &signals, NULL);
 
-	log_info("mailer started: relay %s:%ld, polling every %ld ms, at most %ld tries",
-		cfg->smtp.host, cfg->smtp.port, cfg->mailer.poll_interval_ms,
-		cfg->mailer.max_tries);
+	log_info("mailer started: relay %s:%ld, tls %s, %s, polling every %ld ms,"
+		" at most %ld tries", cfg->smtp.host, cfg->smtp.port, cfg->smtp.tls,
+		cfg->smtp.username[0] != '\0' ? "AUTH as the configured user" : "no AUTH",
+		cfg->mailer.poll_interval_ms, cfg->mailer.max_tries);
 	while (!state.stopping) {
 		long wait_ms;
 

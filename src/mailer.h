@@ -7,18 +7,20 @@
 struct config;
 struct db;
 struct seal_keyring;
+struct smtp_client;
 
 struct mailer {
 	const struct config *cfg;
 	struct db *db;
 	struct seal_keyring *seal;
+	struct smtp_client *smtp;
 };
 
 /*
- * Checks the settings and secrets the mailer uses (the [smtp] settings it
- * supports, the templates, [seal] key_file, [smtp] password_file and
- * [database] password_file when set) and prepares the database handle,
- * connecting nothing. Returns 0, or -1 with a message in err.
+ * Checks the settings and secrets the mailer uses (the [smtp] settings,
+ * [smtp] ca_file, the templates, [seal] key_file, [smtp] password_file and
+ * [database] password_file when set) and prepares the SMTP client and the
+ * database handle, connecting nothing. Returns 0, or -1 with a message in err.
  */
 int mailer_open(struct mailer *mailer, const struct config *cfg, char *err, size_t err_size);
 

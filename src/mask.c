@@ -1,4 +1,4 @@
-/* Masking of e-mail addresses for the emailHint of a challenge and for logs. */
+/* Masking of e-mail addresses for the emailHint of a challenge, for logs and for SMTP replies. */
 #include "autoconfig.h"
 
 #include <string.h>
@@ -120,5 +120,45 @@ int mask_email(const char *address, char *out, size_t out_size)
 	memcpy(out, address + shown_offset, local_len - shown_offset);
 	out += local_len - shown_offset;
 	memcpy(out, at, 1 + domain_len + 1);
+	return 0;
+}
+
+/* Control characters, DEL included, would break the line or drive a terminal. */
+static int mask_is_separator(unsigned char c)
+{
+	return c <= ' ' || c == 0x7f;
+}
+
+int mask_reply(const char *reply, char *out, size_t out_size)
+{
+	const unsigned char *bytes = (const unsigned char *)reply;
+	size_t in = 0;
+	size_t used = 0;
+
+	if (out_size < MASK_REPLY_SIZE(strlen(reply))) {
+		if (out_size > 0)
+			out[0] = '\0';
+		return -1;
+	}
+	while (bytes[in] != '\0') {
+		size_t end = in;
+
+		if (mask_is_separator(bytes[in])) {
+			out[used++] = ' ';
+			in++;
+			continue;
+		}
+		while (bytes[end] != '\0' && !mask_is_separator(bytes[end]))
+			end++;
+		if (memchr(reply + in, '@', end - in) != NULL) {
+			memcpy(out + used, MASK_REPLY_ADDRESS, strlen(MASK_REPLY_ADDRESS));
+			used += strlen(MASK_REPLY_ADDRESS);
+		} else {
+			memcpy(out + used, reply + in, end - in);
+			used += end - in;
+		}
+		in = end;
+	}
+	out[used] = '\0';
 	return 0;
 }

@@ -1055,6 +1055,21 @@ static int operations_show_mail(const struct store_outbox_row *row, void *arg)
 	return json_object_array_add(mails, mail);
 }
 
+/* Appends one audit row to the array of operations_show. */
+static int operations_show_audit(const struct store_audit_row *row, void *arg)
+{
+	struct json_object *trail = arg;
+	struct json_object *entry = json_object_new_object();
+
+	if (entry == NULL)
+		return -1;
+	json_object_object_add(entry, "atMs", json_object_new_int64(row->at_ms));
+	json_object_object_add(entry, "event", json_object_new_string(row->event));
+	json_object_object_add(entry, "detail",
+		row->has_detail ? json_object_new_string(row->detail) : NULL);
+	return json_object_array_add(trail, entry);
+}
+
 /* Builds the JSON object of operations_show from the row; never a code HMAC or secret. */
 static struct json_object *operations_show_object(const struct operations_context *ctx,
 	const struct store_operation *op, int64_t now)
@@ -1097,6 +1112,7 @@ struct json_object *operations_show(const struct operations_context *ctx,
 	struct store_operation *op = NULL;
 	struct json_object *object = NULL;
 	struct json_object *mails = NULL;
+	struct json_object *trail = NULL;
 	enum db_result db_result;
 
 	op = malloc(sizeof(*op));
@@ -1112,15 +1128,19 @@ struct json_object *operations_show(const struct operations_context *ctx,
 	if (db_result == DB_OK) {
 		object = operations_show_object(ctx, op, time(NULL));
 		mails = json_object_new_array();
-		if (object == NULL || mails == NULL)
+		trail = json_object_new_array();
+		if (object == NULL || mails == NULL || trail == NULL)
 			db_result = DB_FAILED;
 	}
 	if (db_result == DB_OK)
 		db_result = store_outbox_each(ctx->db, uuid, operations_show_mail, mails);
+	if (db_result == DB_OK)
+		db_result = store_audit_each(ctx->db, uuid, operations_show_audit, trail);
 	db_rollback(ctx->db);
 
 	if (db_result == DB_OK) {
 		json_object_object_add(object, "outbox", mails);
+		json_object_object_add(object, "audit", trail);
 		free(op);
 		return object;
 	}
@@ -1129,6 +1149,7 @@ struct json_object *operations_show(const struct operations_context *ctx,
 	else
 		snprintf(err, err_size, "cannot read the operation: %s",
 			db_result == DB_UNAVAILABLE ? "database unavailable" : "database error");
+	json_object_put(trail);
 	json_object_put(mails);
 	json_object_put(object);
 	free(op);

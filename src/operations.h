@@ -131,7 +131,12 @@ void operations_resend(const struct operations_context *ctx, const unsigned char
 int operations_totp_enroll(const struct operations_context *ctx, const char *user_id,
 	const unsigned char *secret, size_t secret_len, char *err, size_t err_size);
 
-/* Writes the operation as a JSON object (status included) for userops-ctl show. */
+/*
+ * Reads the operation and returns it as a JSON object for userops-ctl show:
+ * its fields, status included, its outbox rows ("outbox") and its audit rows
+ * ("audit"), each oldest first. NULL with a message in err when the
+ * operation is not found or the database fails.
+ */
 struct json_object *operations_show(const struct operations_context *ctx,
 	const unsigned char uuid[16], char *err, size_t err_size);
 

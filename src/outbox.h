@@ -31,12 +31,30 @@ struct outbox_row {
 	bool exhausted;              /* max_tries reached by earlier tries: the row was failed */
 };
 
+/* Buffer sizes in bytes of mail_outbox text columns, NUL included: 4 bytes a utf8mb4 character. */
+#define OUTBOX_RECIPIENT_SIZE (320 * 4 + 1)
+#define OUTBOX_LAST_REPLY_SIZE (512 * 4 + 1)
+
+/* A mail_outbox row as userops-ctl outbox lists it: never its code. */
+struct outbox_listing {
+	uint64_t id;
+	unsigned char operation_uuid[16];
+	char recipient[OUTBOX_RECIPIENT_SIZE];
+	char status[16];
+	unsigned int tries;
+	int64_t status_at;
+	int64_t next_try_at;         /* meaningful while queued or retrying */
+	bool has_last_reply;
+	char last_reply[OUTBOX_LAST_REPLY_SIZE];
+};
+
 /*
  * Claims the oldest due row ('queued' or 'retrying' with next_try_at <= now)
  * in one transaction, skipping rows another mailer holds. A row whose
  * operation is no longer pending or has reached expires_at is set 'dropped'
  * with its code wiped (row->dropped), and a row that already used max_tries
- * is set 'failed' (row->exhausted). Any other row is leased: tries + 1 and
+ * or has no sealed code is set 'failed' (row->exhausted) with a "mail_failed"
+ * audit row for its operation. Any other row is leased: tries + 1 and
  * next_try_at = now + lease_seconds, so no other mailer takes it while it
  * is being sent, and a mailer that dies mid-send leaves it to be retried.
  * Returns DB_OK with row filled, DB_NOT_FOUND when nothing is due, or the
@@ -55,7 +73,21 @@ enum db_result outbox_mark_sent(struct db *db, uint64_t id, int64_t now, const c
 enum db_result outbox_mark_retrying(struct db *db, uint64_t id, int64_t now,
 	int64_t next_try_at, const char *reply);
 
-/* Sets a claimed row 'failed' with the reason and wipes its sealed code. */
+/*
+ * Sets a claimed row 'failed' with the reason, wipes its sealed code and
+ * writes a "mail_failed" audit row for its operation with the reason as
+ * detail, all in one transaction. A row that is no longer queued or
+ * retrying stays as it is and gets no audit row.
+ */
 enum db_result outbox_mark_failed(struct db *db, uint64_t id, int64_t now, const char *reply);
+
+/*
+ * Calls visit on up to limit rows of mail_outbox, newest (highest id)
+ * first; with failed_only, only on rows in status 'failed'. A non-zero
+ * return from visit stops the walk and is returned as DB_FAILED. No row is
+ * DB_OK.
+ */
+enum db_result outbox_list(struct db *db, bool failed_only, long limit,
+	int (*visit)(const struct outbox_listing *row, void *arg), void *arg);
 
 #endif

@@ -2,6 +2,7 @@
 #include "autoconfig.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <mysql.h>
@@ -66,6 +67,9 @@ static const char store_sql_outbox_each[] =
 static const char store_sql_audit_insert[] =
 	"INSERT INTO audit_log (at_ms, operation_uuid, user_id, event, fingerprint_sha256,"
 	" client_address, request_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+
+static const char store_sql_audit_each[] =
+	"SELECT at_ms, event, detail FROM audit_log WHERE operation_uuid = ? ORDER BY id";
 
 static const char store_sql_sequence_lock[] =
 	"SELECT last_id FROM event_sequence WHERE id = 1 FOR UPDATE";
@@ -607,6 +611,60 @@ enum db_result store_audit_insert(struct db *db, const struct store_audit *row)
 	store_param_text(&p[6], row->request_id);
 	store_param_text(&p[7], row->detail);
 	return store_execute(db, store_sql_audit_insert, p, "insert audit row", &stmt);
+}
+
+enum db_result store_audit_each(struct db *db, const unsigned char uuid[16],
+	int (*visit)(const struct store_audit_row *row, void *arg), void *arg)
+{
+	struct store_audit_row *row;
+	struct store_columns columns;
+	long long at_ms = 0;
+	MYSQL_BIND params[1];
+	MYSQL_BIND results[3];
+	MYSQL_STMT *stmt = NULL;
+	enum db_result result;
+	int rc;
+
+	row = calloc(1, sizeof(*row));
+	if (row == NULL) {
+		log_error("cannot read audit rows: out of memory");
+		return DB_FAILED;
+	}
+	memset(params, 0, sizeof(params));
+	memset(results, 0, sizeof(results));
+	memset(&columns, 0, sizeof(columns));
+	store_param_blob(&params[0], uuid, 16);
+
+	result = store_execute(db, store_sql_audit_each, params, "select audit rows", &stmt);
+	if (result != DB_OK) {
+		free(row);
+		return result;
+	}
+	store_result(results, &columns, 0, MYSQL_TYPE_LONGLONG, &at_ms, sizeof(at_ms));
+	store_result(results, &columns, 1, MYSQL_TYPE_STRING, row->event, sizeof(row->event));
+	store_result(results, &columns, 2, MYSQL_TYPE_STRING, row->detail, sizeof(row->detail));
+	result = store_fetch_first(db, stmt, results, "select audit rows");
+	for (rc = 0; result == DB_OK && rc == 0; rc = mysql_stmt_fetch(stmt)) {
+		if (!store_terminate(row->event, sizeof(row->event), &columns, 1) ||
+		    !store_terminate(row->detail, sizeof(row->detail), &columns, 2)) {
+			rc = MYSQL_DATA_TRUNCATED;
+			break;
+		}
+		row->at_ms = at_ms;
+		row->has_detail = !columns.is_null[2];
+		if (visit(row, arg) != 0)
+			result = DB_FAILED;
+	}
+	if (result == DB_OK && rc == MYSQL_DATA_TRUNCATED) {
+		log_error("database value too long on select audit rows");
+		result = DB_FAILED;
+	} else if (result == DB_OK && rc != 0 && rc != MYSQL_NO_DATA) {
+		result = db_fail(db, stmt, "select audit rows");
+	}
+	if (result != DB_NOT_FOUND && db_mysql(db) != NULL)
+		mysql_stmt_free_result(stmt);
+	free(row);
+	return result == DB_NOT_FOUND ? DB_OK : result;
 }
 
 /* Binds an unsigned BIGINT parameter. */

@@ -98,6 +98,14 @@ struct store_audit {
 	const char *detail;
 };
 
+/* An audit_log row as userops-ctl show prints it. Sizes are in bytes, NUL included. */
+struct store_audit_row {
+	int64_t at_ms;
+	char event[32 * 4 + 1];
+	bool has_detail;
+	char detail[600 * 4 + 1];
+};
+
 /*
  * Reads the operation with this uuid into op. With for_update the row stays
  * locked until the transaction ends. Returns DB_NOT_FOUND when there is none.
@@ -137,6 +145,14 @@ enum db_result store_outbox_each(struct db *db, const unsigned char uuid[16],
 	int (*visit)(const struct store_outbox_row *row, void *arg), void *arg);
 
 enum db_result store_audit_insert(struct db *db, const struct store_audit *row);
+
+/*
+ * Calls visit for each audit row of the operation, oldest first. A non-zero
+ * return from visit stops the walk and is returned as DB_FAILED. No row is
+ * DB_OK.
+ */
+enum db_result store_audit_each(struct db *db, const unsigned char uuid[16],
+	int (*visit)(const struct store_audit_row *row, void *arg), void *arg);
 
 /* Buffer size of a stored first response, a challenge object of well under 1 KiB as JSON. */
 #define STORE_RESPONSE_SIZE 4096

@@ -28,9 +28,11 @@ static const char ctl_usage[] =
 	"  issue-token --service NAME [--scope \"SCOPES\"] [--ttl SECONDS]\n"
 	"      print an HS256 user or service token for development and tests\n"
 	"  show UUID\n"
-	"      print an operation and its status as JSON\n"
+	"      print an operation, its outbox rows and its audit trail as JSON\n"
 	"  expire\n"
 	"      write the expiry of every pending operation past expiresAt\n"
+	"  outbox [--failed] [--limit N]\n"
+	"      list the mail outbox, newest first, or only its failed rows\n"
 	"\n"
 	"Options:\n"
 	"  -c FILE    configuration file (default " CONFIG_DEFAULT_PATH ")\n"
@@ -50,6 +52,7 @@ static const struct ctl_command ctl_commands[] = {
 	{ "issue-token", ctl_issue_token },
 	{ "show", ctl_show },
 	{ "expire", ctl_expire },
+	{ "outbox", ctl_outbox },
 };
 
 int main(int argc, char **argv)
