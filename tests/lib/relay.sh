@@ -201,7 +201,10 @@ relay_cleanup() {
 	if [[ -n ${USEROPS_RELAY_LOG_DIR:-} ]]; then
 		mkdir -p "$USEROPS_RELAY_LOG_DIR"
 		for log in "$RELAY_TMP"/*.log; do
-			[[ -e $log ]] && cp -- "$log" "$USEROPS_RELAY_LOG_DIR/$ASSERT_FILE-${log##*/}"
+			if [[ -e $log ]]; then
+				cp -- "$log" "$USEROPS_RELAY_LOG_DIR/$ASSERT_FILE-${log##*/}"
+			fi
 		done
 	fi
+	return 0
 }
