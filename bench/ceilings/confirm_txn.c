@@ -551,7 +551,7 @@ static enum confirm_result confirm_append_event(struct confirm_connection *conn,
 enum confirm_result confirm_run(struct confirm_connection *conn, const unsigned char uuid[16],
 	const char *client_address, const char *request_id, char *err, size_t err_size)
 {
-	struct timespec clock;
+	struct timespec wall_time;
 	enum confirm_result result;
 	long long now, now_ms;
 
@@ -567,9 +567,9 @@ enum confirm_result confirm_run(struct confirm_connection *conn, const unsigned 
 	 * userops reads the clock for the seconds when the request starts and again
 	 * for each _ms column. One reading serves all three here.
 	 */
-	clock_gettime(CLOCK_REALTIME, &clock);
-	now = (long long)clock.tv_sec;
-	now_ms = now * 1000 + clock.tv_nsec / 1000000;
+	clock_gettime(CLOCK_REALTIME, &wall_time);
+	now = (long long)wall_time.tv_sec;
+	now_ms = now * 1000 + wall_time.tv_nsec / 1000000;
 	if (strcmp(conn->row.status, "confirmed") == 0)
 		return confirm_give_up(conn, CONFIRM_CONFIRMED_BEFORE,
 			"the operation was confirmed before", err, err_size);

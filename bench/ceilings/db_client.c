@@ -21,11 +21,13 @@
  * Output, one line on stdout:
  *   threads=N seconds=S transactions=N failed=N tps=X p50_ms=X p99_ms=X
  *   cpu_s_per_1000=X
- * where tps counts committed transactions per second of wall time, the
- * percentiles are nearest-rank over the committed ones, and cpu_s_per_1000
- * is this process's user and system CPU seconds per 1,000 of them (the
- * client side only; MariaDB's CPU is not in it). failed counts the
- * transactions that did not commit, for any reason.
+ * tps counts committed transactions per second of wall time. The
+ * percentiles are nearest-rank over the committed transactions.
+ * cpu_s_per_1000 is this process's user and system CPU seconds per 1,000
+ * committed transactions, so MariaDB's CPU is not in it. failed counts the
+ * transactions that did not commit, for any reason. Exit status: 0 when
+ * a transaction committed and no connection was lost, 1 otherwise, 2 on a
+ * usage error.
  *
  * Settings come from the environment as for confirm_sql:
  * USEROPS_BENCH_DB_SOCKET (required), USEROPS_BENCH_DB_NAME,
@@ -235,7 +237,7 @@ static int compare_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* The nearest-rank percentile q (0 < q <= 1) of sorted[0..count-1]; count > 0. */
+/* Returns the nearest-rank percentile q (0 < q <= 1) of sorted[0..count-1], with count > 0. */
 static double percentile(const double *sorted, size_t count, double q)
 {
 	size_t rank = (size_t)(q * (double)count + 0.999999999);

@@ -49,8 +49,18 @@ static void responder_next_request_id(struct responder_request *req)
 		(unsigned long)getpid() & 0xffffffffUL, counter);
 }
 
+static volatile sig_atomic_t responder_stop_signal;
+
+/* Makes FCGX_Accept_r return at once, as libfcgi's own handler would, and records the signal. */
+static void responder_on_stop(int signo)
+{
+	responder_stop_signal = signo;
+	FCGX_ShutdownPending();
+}
+
 int responder_serve(const char *program, responder_handler handler, void *context)
 {
+	struct sigaction action;
 	FCGX_Request fcgi;
 	struct responder_request req;
 	unsigned long long served = 0;
@@ -65,13 +75,25 @@ int responder_serve(const char *program, responder_handler handler, void *contex
 		fprintf(stderr, "%s: cannot initialise libfcgi\n", program);
 		return 1;
 	}
+	/*
+	 * FCGX_Init of libfcgi 2.4.2 installs handlers for SIGTERM and SIGUSR1
+	 * that make FCGX_Accept_r fail. This one replaces them, does the same
+	 * and records the signal, so that the stop is logged as a stop.
+	 */
+	memset(&action, 0, sizeof(action));
+	action.sa_handler = responder_on_stop;
+	sigemptyset(&action.sa_mask);
+	sigaction(SIGTERM, &action, NULL);
+	sigaction(SIGUSR1, &action, NULL);
+
 	/* A front end that closes its end mid-response must not end the worker. */
-	signal(SIGPIPE, SIG_IGN);
+	action.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &action, NULL);
 	fprintf(stderr, "%s[%ld]: serving FastCGI requests on fd 0\n", program, (long)getpid());
 
 	for (;;) {
 		rc = FCGX_Accept_r(&fcgi);
-		if (rc < 0)
+		if (rc < 0 || responder_stop_signal != 0)
 			break;
 		memset(&req, 0, sizeof(req));
 		req.fcgi = &fcgi;
@@ -86,6 +108,11 @@ int responder_serve(const char *program, responder_handler handler, void *contex
 		handler(context, &req);
 		FCGX_Finish_r(&fcgi);
 		served++;
+	}
+	if (responder_stop_signal != 0) {
+		fprintf(stderr, "%s[%ld]: stopping on signal %d after %llu requests\n", program,
+			(long)getpid(), (int)responder_stop_signal, served);
+		return 0;
 	}
 	fprintf(stderr, "%s[%ld]: FastCGI accept failed: %s (%d) after %llu requests; stopping\n",
 		program, (long)getpid(), rc > -4096 ? strerror(-rc) : "libfcgi error", rc, served);

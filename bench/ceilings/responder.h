@@ -25,9 +25,9 @@ typedef void (*responder_handler)(void *context, struct responder_request *req);
 /*
  * Serves FastCGI requests on the listening socket inherited on fd 0, as
  * lighttpd (bin-path) and spawn-fcgi hand it over, calling handler once per
- * request. Returns 1, only when fd 0 is not a FastCGI socket, libfcgi
- * cannot start or accept fails. SIGTERM ends the process through its
- * default action.
+ * request. SIGTERM and SIGUSR1 stop it after the request in flight, and it
+ * returns 0. It returns 1 when fd 0 is not a FastCGI socket, libfcgi cannot
+ * start or accept fails.
  */
 int responder_serve(const char *program, responder_handler handler, void *context);
 
