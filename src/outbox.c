@@ -458,14 +458,20 @@ static enum db_result outbox_decide(struct db *db, int64_t now, long lease_secon
 			status : "expired");
 		return outbox_finish(db, row->id, "dropped", now, reply, NULL);
 	}
-	if (!row->has_code || (long)row->tries >= max_tries) {
+	/*
+	 * A mailer records its last try as failed itself, so a row still due
+	 * after max_tries lost the outcome of a try (its mailer died). It gets
+	 * one more try, as any row whose mailer died does.
+	 */
+	if (!row->has_code || (long)row->tries > max_tries) {
 		row->exhausted = true;
 		if (!row->has_code)
 			snprintf(reply, sizeof(reply), "not sent: the row has no sealed code");
 		else if (last_reply[0] != '\0')
 			snprintf(reply, sizeof(reply), "%s", last_reply);
 		else
-			snprintf(reply, sizeof(reply), "not sent: gave up after %u tries", row->tries);
+			snprintf(reply, sizeof(reply),
+				"gave up after %u tries; the last try recorded no outcome", row->tries);
 		return outbox_fail(db, row->id, now, reply);
 	}
 	row->tries++;

@@ -92,6 +92,12 @@ int smtp_config_check(const struct config_smtp *cfg, char *err, size_t err_size)
 		snprintf(err, err_size, "[smtp] host is missing");
 		return -1;
 	}
+	if (strpbrk(cfg->host, "[]/ ") != NULL) {
+		snprintf(err, err_size,
+			"invalid [smtp] host %s: expected a name or an address without brackets, such as ::1",
+			cfg->host);
+		return -1;
+	}
 	if (cfg->port < 1 || cfg->port > 65535) {
 		snprintf(err, err_size, "invalid [smtp] port %ld: expected 1 to 65535", cfg->port);
 		return -1;
@@ -311,9 +317,9 @@ static void smtp_format_no_reply(const struct smtp_try *try, bool deadline_hit,
 	else if (try->starttls_missing)
 		snprintf(reply, reply_size,
 			"no reply: the relay does not offer STARTTLS, which [smtp] tls = starttls requires");
-	else if (try->last_line[0] == '4' || try->last_line[0] == '5')
+	else if (try->first_error[0] != '\0')
 		snprintf(reply, reply_size, "no reply: the session ended after \"%s\"",
-			try->last_line);
+			try->first_error);
 	else if (error != 0)
 		snprintf(reply, reply_size, "no reply: %s",
 			smtp_strerror(error, reason, sizeof(reason)));
@@ -457,9 +463,15 @@ static enum smtp_outcome smtp_run(struct smtp_try *try, struct smtp_link *link,
 	}
 	started = smtp_start_session(session) != 0;
 	deadline_hit = smtp_link_close(link);
-	if (started) {
+	if (started && !deadline_hit) {
 		outcome = smtp_session_outcome(try, handle, rcpt, deadline_hit, reply, reply_size);
 	} else {
+		/*
+		 * At the deadline the link ends the stream, and libesmtp may keep
+		 * the code of a reply cut off there ("250" with no line end), so
+		 * the try never counts as sent. The relay may still have the
+		 * message, so the retry can deliver it twice.
+		 */
 		outcome = SMTP_OUTCOME_TEMPORARY;
 		smtp_format_no_reply(try, deadline_hit, reply, reply_size);
 	}

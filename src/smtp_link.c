@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,13 +22,14 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "log.h"
 #include "smtp_link.h"
 #include "tls.h"
 
 /* Bytes held in each direction between a read and the matching write. */
 #define SMTP_LINK_BUFFER 16384
-/* Without /proc, descriptors up to this are searched for libesmtp's socket. */
-#define SMTP_LINK_FD_SCAN_MAX 4096
+/* Without /proc, descriptors below RLIMIT_NOFILE, up to this many, are searched for libesmtp's socket. */
+#define SMTP_LINK_FD_SCAN_MAX 65536
 
 struct smtp_link {
 	int relay_fd;
@@ -265,7 +267,12 @@ static bool smtp_link_peer_is_ours(const struct smtp_link *link,
 	int fd;
 
 	if (dir == NULL) {
-		for (fd = 0; fd < SMTP_LINK_FD_SCAN_MAX && !found; fd++)
+		struct rlimit limit;
+		int last = SMTP_LINK_FD_SCAN_MAX;
+
+		if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < (rlim_t)last)
+			last = (int)limit.rlim_cur;
+		for (fd = 0; fd < last && !found; fd++)
 			found = smtp_link_fd_matches(link, fd, peer);
 		return found;
 	}
@@ -303,12 +310,20 @@ static bool smtp_link_accept(struct smtp_link *link)
 			return false;
 		link->local_fd = accept4(link->listen_fd, (struct sockaddr *)&peer, &len,
 			SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (link->local_fd < 0)
-			continue;
+		if (link->local_fd < 0) {
+			if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+				continue;
+			log_error("SMTP link: cannot accept the SMTP library's connection: %s",
+				strerror(errno));
+			return false;
+		}
 		if (len == sizeof(peer) && smtp_link_peer_is_ours(link, &peer)) {
 			smtp_link_no_delay(link->local_fd);
 			return true;
 		}
+		log_warning("SMTP link: closed a connection to its loopback port from 127.0.0.1:%u"
+			" that is not this mailer's; another local program connected to it",
+			(unsigned int)ntohs(peer.sin_port));
 		close(link->local_fd);
 		link->local_fd = -1;
 	}

@@ -2,10 +2,12 @@
 #include "autoconfig.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -87,6 +89,10 @@ static int tls_set_trust(SSL_CTX *ctx, const char *ca_file, char *err, size_t er
 	char reason[300];
 
 	if (ca_file != NULL && ca_file[0] != '\0') {
+		if (access(ca_file, R_OK) != 0) {
+			snprintf(err, err_size, "[smtp] ca_file %s: %s", ca_file, strerror(errno));
+			return -1;
+		}
 		if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
 			tls_error_text("cannot load certificates", reason, sizeof(reason));
 			snprintf(err, err_size, "[smtp] ca_file %s: %s", ca_file, reason);

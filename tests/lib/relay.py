@@ -132,6 +132,11 @@ class RelayHandler(Message):
             log.info("session %d: message received, stalling without a reply (--stall data)",
                      server.session_id)
             await asyncio.get_running_loop().create_future()
+        if self.config.args.stall == "partial":
+            log.info("session %d: message received, sending '250' without a line end "
+                     "and stalling (--stall partial)", server.session_id)
+            server.transport.write(b"250")
+            await asyncio.get_running_loop().create_future()
         if self.config.args.temp_fail_at == "data" and self.config.take_temp_failure():
             return TEMP_FAIL_REPLY
 
@@ -523,10 +528,11 @@ def parse_arguments(argv):
                              "final '.' of the message (default rcpt)")
     parser.add_argument("--perm-fail", action="store_true",
                         help=f"answer '{PERM_FAIL_REPLY}' to every RCPT")
-    parser.add_argument("--stall", choices=("greeting", "data"),
+    parser.add_argument("--stall", choices=("greeting", "data", "partial"),
                         help="greeting: accept TCP (and with --tls implicit the TLS "
                              "handshake) but never send the greeting; data: read the whole "
-                             "message after DATA but never answer the final '.'. A stalled "
+                             "message after DATA but never answer the final '.'; partial: "
+                             "answer the final '.' with '250' and no line end, then stall. A stalled "
                              "session is closed after 3600 s, other idle sessions after 300 s")
     parser.add_argument("--blackhole", action="store_true",
                         help="listen with a full accept queue so that a client's connect "

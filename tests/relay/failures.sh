@@ -123,6 +123,13 @@ stall_after_data() {
 	((ELAPSED_MS < 10000)) || assert_fail "the try took $ELAPSED_MS ms with a 2 s timeout"
 }
 
+# A reply cut off at the deadline ("250" with no line end) is not an acceptance.
+stall_in_final_reply() {
+	timed_try partial --stall partial || return 1
+	[[ $(relay_reply "$ADDRESS") == "no reply: the session passed the [smtp] timeout of 2 s"* ]] ||
+		assert_fail "recorded reply is '$(relay_reply "$ADDRESS")'"
+}
+
 connect_never_completes() {
 	timed_try blackhole --blackhole || return 1
 	assert_equal "recorded reply" \
@@ -156,6 +163,7 @@ test_case "550 fails the message at once" permanent_fails_at_once
 test_case "relay down, then back: delivered" relay_down_then_back
 test_case "relay that never greets: try ends at the timeout" stall_at_greeting
 test_case "relay that stalls after DATA: try ends at the timeout" stall_after_data
+test_case "final reply cut off at the timeout: not sent" stall_in_final_reply
 test_case "connect that never completes: try ends at the timeout" connect_never_completes
 test_case "max_tries used up: failed with the last reply" tries_run_out
 relay_cleanup
