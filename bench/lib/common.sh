@@ -10,11 +10,13 @@
 # settings and its data folder differ from the test stack's: the data folder
 # is kept between runs, so that the 10,000,000-row table is seeded once.
 #
-# Everything lives under BENCH_ROOT (default /var/tmp/userops-bench):
+# Everything is under BENCH_ROOT (default /var/tmp/userops-bench). The
+# folders and files:
 #   mariadb/         the kept MariaDB data folder and its generated my.cnf
 #   big-seeded       marker written once the big table contains all its rows
-#   secrets/, *.conf, *.log, maildir/, sockets/, pids/, work/
-#                    this run's files, replaced by the next run
+#   secrets/, *.conf, *.log, maildir/, sockets/, pids/, work/, www/,
+#   results/, ceilings/, php/
+#                    this run's files, removed when the next run starts
 #
 # Ports on 127.0.0.1: BENCH_HTTP_PORT (27080), BENCH_DB_PORT (27061),
 # BENCH_SMTP_PORT (27062).
@@ -334,9 +336,9 @@ EOF
 	fi
 }
 
-# Starts lighttpd with the configuration of bench_write_lighttpd_config and
-# waits until it accepts connections and, with KIND program, until it has
-# spawned WORKERS processes. Sets BENCH_LIGHTTPD_PID.
+# Starts lighttpd with the configuration of bench_write_lighttpd_config of
+# the same KIND, and waits until it accepts connections and, with KIND
+# program, until it has spawned WORKERS processes. Sets BENCH_LIGHTTPD_PID.
 bench_start_lighttpd() {
 	local kind=$1 workers=$2 pid tries count
 	stack_require_free_port "$BENCH_HTTP_PORT" lighttpd || return 1

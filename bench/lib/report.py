@@ -7,8 +7,8 @@ Usage: report.py RESULTS_TSV MEMORY_TSV WORKERS SMALL_ROWS BIG_ROWS CONNECTIONS
 RESULTS_TSV has one row per measured run with the columns of RESULT_COLUMNS.
 A run whose status is not "ok" is left out of the medians. MEMORY_TSV has one
 row per worker and sample of the memory check: the sample's threshold (the
-requests every worker had answered at least), the PID, the requests this
-worker had answered, and its private memory in KiB. The other arguments name
+requests every worker had served at least), the PID, the requests this
+worker had served, and its private memory in KiB. The other arguments name
 the main lines' settings, which the ratios compare. Each figure is the median
 of the valid runs of its set, taken per column, so one row's figures can come
 from different runs.
@@ -22,6 +22,9 @@ RESULT_COLUMNS = (
     "line", "route", "workers", "rows", "connections", "run", "requests", "duration_s",
     "rps", "p50_us", "p99_us", "cpu_s_per_1000", "memory_kib", "status",
 )
+
+LINE_ORDER = ("userops", "frontend", "stack", "database", "php")
+ROUTE_ORDER = ("confirm", "cancel", "resend", "get", "mix")
 
 LINE_TITLES = {
     "userops": "userops",
@@ -68,13 +71,20 @@ class RunSet:
         return [f"run {run['run']}: {run['status']}" for run in self.all if run["status"] != "ok"]
 
 
+def order_index(order, name):
+    return order.index(name) if name in order else len(order)
+
+
 def group(results):
+    """Return the run sets by key, ordered by line, route, rows, workers and connections."""
     sets = {}
     for run in results:
         key = (run["line"], run["route"], int(run["workers"]), int(run["rows"]),
                int(run["connections"]))
         sets.setdefault(key, []).append(run)
-    return {key: RunSet(runs) for key, runs in sets.items()}
+    keys = sorted(sets, key=lambda key: (order_index(LINE_ORDER, key[0]),
+                                         order_index(ROUTE_ORDER, key[1]), key[3], key[2], key[4]))
+    return {key: RunSet(sets[key]) for key in keys}
 
 
 def cell(value, digits):
@@ -87,20 +97,28 @@ def ms(value_us):
     return None if value_us is None else value_us / 1000
 
 
-def print_lines_table(sets):
-    print("| line | route | workers | finished rows | connections | requests/s | p50 ms |"
-          " p99 ms | CPU s per 1,000 requests | private memory per worker, MiB (max) | valid runs |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+def print_table(sets, with_line):
+    """Print one Markdown row per run set; with_line adds the line and route columns."""
+    head = "| line | route " if with_line else ""
+    print(f"{head}| workers | finished rows | connections | requests/s | p50 ms | p99 ms |"
+          " CPU s per 1,000 requests | private memory per worker, MiB (max) | valid runs |")
+    print("| --- " * (11 if with_line else 9) + "|")
     for key, run_set in sets.items():
         line, route, workers, rows, connections = key
         memory = run_set.memory_mib()
-        print(f"| {LINE_TITLES.get(line, line)} | {route} | {workers} | {rows:,} |"
-              f" {connections if line != 'database' else f'{workers} (threads)'} |"
-              f" {cell(run_set.median('rps'), 0)} |"
-              f" {cell(ms(run_set.median('p50_us')), 2)} | {cell(ms(run_set.median('p99_us')), 2)} |"
-              f" {cell(run_set.median('cpu_s_per_1000'), 3)} |"
-              f" {cell(memory, 2) if memory is not None else '-'} |"
-              f" {len(run_set.valid)} of {len(run_set.all)} |")
+        cells = [LINE_TITLES.get(line, line), route] if with_line else []
+        cells += [
+            str(workers),
+            f"{rows:,}",
+            f"{workers} (threads)" if line == "database" else str(connections),
+            cell(run_set.median("rps"), 0),
+            cell(ms(run_set.median("p50_us")), 2),
+            cell(ms(run_set.median("p99_us")), 2),
+            cell(run_set.median("cpu_s_per_1000"), 3),
+            cell(memory, 2) if memory is not None else "-",
+            f"{len(run_set.valid)} of {len(run_set.all)}",
+        ]
+        print("| " + " | ".join(cells) + " |")
 
 
 def print_memory_table(memory_path):
@@ -111,7 +129,7 @@ def print_memory_table(memory_path):
         return None
     if not samples:
         return None
-    print("| every worker answered at least | worker PID | requests answered by this worker |"
+    print("| every worker served at least | worker PID | requests served by this worker |"
           " private memory, KiB |")
     print("| --- | --- | --- | --- |")
     for sample in samples:
@@ -146,7 +164,7 @@ def divide(numerator, denominator):
 
 
 def find(sets, line, route, workers=None, rows=None, connections=None):
-    """Return the run set that matches, preferring the most runs, or None."""
+    """Return the run set that matches, preferring the one with the most valid runs, or None."""
     matches = [
         run_set for (l, r, w, n, c), run_set in sets.items()
         if l == line and r == route and (workers is None or w == workers)
@@ -221,12 +239,20 @@ def main():
     results_path, memory_path = sys.argv[1:3]
     workers, small_rows, big_rows, connections, memory_requests = map(int, sys.argv[3:8])
     sets = group(read_results(results_path))
+    main_sets = {key: run_set for key, run_set in sets.items()
+                 if key[2] == workers and key[3] == small_rows}
+    scaling_sets = {key: run_set for key, run_set in sets.items()
+                    if key[0] == "userops" and key[1] == "confirm" and key[4] == connections}
 
-    print("### Lines and scaling (medians)")
+    print(f"### Lines ({workers} workers, {small_rows:,} finished rows; medians)")
     print()
-    print_lines_table(sets)
+    print_table(main_sets, with_line=True)
     print()
-    print(f"### Memory check (samples once every worker has answered {memory_requests // 2:,}"
+    print("### Scaling of userops confirm (medians)")
+    print()
+    print_table(scaling_sets, with_line=False)
+    print()
+    print(f"### Memory check (samples once every worker has served {memory_requests // 2:,}"
           f" and {memory_requests:,} requests)")
     print()
     samples = print_memory_table(memory_path)

@@ -3,10 +3,10 @@
 
 Commands:
   pending  insert pending e-mail operations whose codes this script draws,
-           each with the 'sent' outbox row of its first code mail, and write
-           the work file that the wrk scripts and db_client read: a comment
-           line starting with '#', then uuid, user, fingerprint, token and
-           code per line, tab-separated
+           each with the 'sent' outbox row of its first code mail. Then
+           write the work file that the wrk scripts and db_client read: a
+           comment line starting with '#', then uuid, user, fingerprint,
+           token and code per line, tab-separated.
   filler   insert finished operations with MariaDB's Sequence engine
            (INSERT ... SELECT FROM seq_1_to_N), in batches
   clear    delete the operations that `pending` inserted, and empty the
@@ -144,11 +144,13 @@ def load_data(args, path, table, columns, assignments):
 def command_pending(args):
     pepper = read_secret(args.pepper_file)
     token_secret = read_secret(args.hs_secret_file)
-    # Operations and codes need no cryptographic randomness; the batch tag
-    # keeps user ids apart from those of an earlier call without `clear`.
+    # Benchmark operations and codes need no cryptographic randomness. The
+    # batch tag keeps user ids apart from those of an earlier call without `clear`.
     rng = random.Random(int.from_bytes(os.urandom(16), "big"))
     batch = f"{rng.getrandbits(24):06x}"
     now = int(time.time())
+    # The first code mail is dated 300 s back, past the default
+    # resend_cooldown of 60 s, so that the first resend is allowed.
     created_at = now - 300
     expires_at = now + args.valid_for
     token_expires_at = now + args.valid_for
@@ -216,12 +218,12 @@ def command_pending(args):
 def filler_select(rows, low, high, now):
     """Return the SELECT that builds filler rows low to high of rows from seq_LOW_to_HIGH.
 
-    The uuids spread evenly over the key space (the first 8 bytes are
-    seq * 2^64 / rows, the last 8 the sequence number), so that random uuids
-    of new operations fall among them as among real ones, while each batch
-    appends in primary key order. Every 20 rows share a user; statuses are
-    7 in 10 confirmed, then cancelled, expired and rejected; created_at rises
-    with seq over the 90 days before now.
+    The uuids spread evenly over the key space: the first 8 bytes are
+    seq * 2^64 / rows and the last 8 the sequence number. So random uuids of
+    new operations fall among them as among real ones, while each batch
+    appends in primary key order. Each user has 20 of the rows. Of every 10
+    rows, 7 are confirmed, 1 cancelled, 1 expired and 1 rejected. created_at
+    rises with seq over the 90 days before now.
     """
     step = (1 << 64) // (rows + 1)
     span = 90 * 86400

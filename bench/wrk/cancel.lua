@@ -1,4 +1,4 @@
 -- PUT /operations/{uuid}/cancel of a pending operation: 200, each operation
 -- once. See ops.lua for the arguments and the result line.
-local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-dofile(here .. "ops.lua").run({ pattern = { "cancel" }, reuse = false })
+local script_dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(script_dir .. "ops.lua").run({ pattern = { "cancel" }, reuse = false })

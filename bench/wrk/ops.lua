@@ -12,12 +12,13 @@
 --   get      GET /operations/{uuid}
 --
 -- Script arguments (after "--" on the wrk command line):
---   1  the work file: uuid, user, fingerprint, token, code per line,
---      tab-separated; lines that start with '#' are skipped
---   2  wrk's thread count (-t): thread i of n takes data lines i, i + n,
---      i + 2n, ..., so no two threads share an operation
---   3  optional: "reuse" cycles through the operations whatever the plan
---      says, for a responder that changes no state (the no-op ceiling)
+--   1  the work file: uuid, user, fingerprint, token and code per line,
+--      tab-separated. Lines that start with '#' are skipped.
+--   2  wrk's thread count (-t). Thread i of n takes data lines i, i + n,
+--      i + 2n and so on, so no two threads share an operation.
+--   3  optional: "reuse" cycles through the operations even when the plan
+--      consumes them, for a responder that changes no state (the no-op
+--      ceiling)
 --
 -- Without reuse each request takes the thread's next operation. When a
 -- thread runs out, it counts the request in "exhausted" and stops, and the
@@ -32,8 +33,9 @@
 
 local ops = {}
 
--- setup() and done() run in wrk's main Lua state; init(), request() and
--- the globals below live in each thread's own state.
+-- The thread handles that setup() collects and done() reads, both in wrk's
+-- main Lua state. init() and request() run in each thread's own state, whose
+-- globals done() reads back through thread:get().
 local threads = {}
 
 local function read_slice(path, index, count)
@@ -48,7 +50,7 @@ local function read_slice(path, index, count)
 		line_number = line_number + 1
 		if line:sub(1, 1) ~= "#" then
 			if data_index % count == index then
-				local uuid, user, fingerprint, token, code =
+				local uuid, _, fingerprint, token, code =
 					line:match("^([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)$")
 				if not uuid then
 					error(path .. ":" .. line_number .. ": expected 5 tab-separated fields")

@@ -3,5 +3,5 @@
 -- so every first resend is allowed. Each one queues a code mail that the
 -- running userops-mailer delivers to the SMTP sink. See ops.lua for the
 -- arguments and the result line.
-local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-dofile(here .. "ops.lua").run({ pattern = { "resend" }, reuse = false })
+local script_dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(script_dir .. "ops.lua").run({ pattern = { "resend" }, reuse = false })
