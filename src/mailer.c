@@ -176,33 +176,6 @@ void mailer_close(struct mailer *mailer)
 	mailer->smtp = NULL;
 }
 
-/* Copies a relay reply for the log with every word holding an '@' replaced, since it may name the recipient. */
-static void mailer_loggable_reply(const char *reply, char *out, size_t out_size)
-{
-	size_t i = 0, used = 0;
-
-	while (reply[i] != '\0' && used + 1 < out_size) {
-		size_t end = i;
-
-		while (reply[end] != '\0' && reply[end] != ' ')
-			end++;
-		if (memchr(reply + i, '@', end - i) != NULL) {
-			used += (size_t)snprintf(out + used, out_size - used, "[address]");
-		} else {
-			size_t len = end - i < out_size - used - 1 ? end - i : out_size - used - 1;
-
-			memcpy(out + used, reply + i, len);
-			used += len;
-		}
-		if (used >= out_size - 1)
-			break;
-		if (reply[end] == ' ')
-			out[used++] = ' ';
-		i = reply[end] == ' ' ? end + 1 : end;
-	}
-	out[used < out_size ? used : out_size - 1] = '\0';
-}
-
 /*
  * Returns the seconds to wait after try number tries failed: [mailer]
  * retry_wait, doubling with each try up to retry_wait_max. A random part of
@@ -325,10 +298,11 @@ out:
 static void mailer_log_record(const struct mailer_record *record, const char *hint,
 	unsigned int tries)
 {
-	char reply[SMTP_REPLY_MAX + 16];
+	char reply[MASK_REPLY_SIZE(SMTP_REPLY_MAX)];
 	unsigned long long id = (unsigned long long)record->id;
 
-	mailer_loggable_reply(record->reply, reply, sizeof(reply));
+	/* A relay's reply may name the recipient, so words with an '@' are masked. */
+	mask_reply(record->reply, reply, sizeof(reply));
 	switch (record->verdict) {
 	case MAILER_SENT:
 		log_info("outbox row %llu sent to %s on try %u: %s", id, hint, tries, reply);

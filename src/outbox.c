@@ -118,18 +118,24 @@ static void outbox_bind_text(MYSQL_BIND *bind, const char *text)
 	bind->buffer_length = strlen(text);
 }
 
-/* Binds result column i of fetch to buffer, leaving room for a NUL after text. */
-static void outbox_bind_column(struct outbox_fetch *fetch, enum outbox_column i,
-	enum enum_field_types type, void *buffer, unsigned long size)
+/* Binds one result column to buffer of size bytes, leaving room for a NUL after text. */
+static void outbox_bind_result(MYSQL_BIND *bind, unsigned long *length, my_bool *is_null,
+	my_bool *error, enum enum_field_types type, void *buffer, unsigned long size)
 {
-	MYSQL_BIND *bind = &fetch->bind[i];
-
 	bind->buffer_type = type;
 	bind->buffer = buffer;
 	bind->buffer_length = type == MYSQL_TYPE_STRING ? size - 1 : size;
-	bind->length = &fetch->length[i];
-	bind->is_null = &fetch->is_null[i];
-	bind->error = &fetch->error[i];
+	bind->length = length;
+	bind->is_null = is_null;
+	bind->error = error;
+}
+
+/* Binds result column i of the due-row SELECT to buffer. */
+static void outbox_bind_column(struct outbox_fetch *fetch, enum outbox_column i,
+	enum enum_field_types type, void *buffer, unsigned long size)
+{
+	outbox_bind_result(&fetch->bind[i], &fetch->length[i], &fetch->is_null[i],
+		&fetch->error[i], type, buffer, size);
 }
 
 static void outbox_bind_results(struct outbox_fetch *fetch, struct outbox_row *row)
@@ -565,17 +571,12 @@ struct outbox_list_fetch {
 	long long next_try_at;
 };
 
+/* Binds result column i of outbox_sql_list to buffer. */
 static void outbox_list_bind(struct outbox_list_fetch *fetch, size_t i,
 	enum enum_field_types type, void *buffer, unsigned long size)
 {
-	MYSQL_BIND *bind = &fetch->bind[i];
-
-	bind->buffer_type = type;
-	bind->buffer = buffer;
-	bind->buffer_length = type == MYSQL_TYPE_STRING ? size - 1 : size;
-	bind->length = &fetch->length[i];
-	bind->is_null = &fetch->is_null[i];
-	bind->error = &fetch->error[i];
+	outbox_bind_result(&fetch->bind[i], &fetch->length[i], &fetch->is_null[i],
+		&fetch->error[i], type, buffer, size);
 }
 
 /* Binds the columns of outbox_sql_list, in order, to fetch and row. */

@@ -70,16 +70,16 @@ static void tls_info_callback(const SSL *ssl, int where, int ret)
 	SSL_set_tlsext_host_name((SSL *)ssl, client->host);
 }
 
-void tls_error_text(const char *what, char *out, size_t out_size)
+void tls_error_text(const char *context, char *out, size_t out_size)
 {
 	unsigned long error = ERR_peek_last_error();
 	char text[256];
 
 	if (error == 0) {
-		snprintf(out, out_size, "%s", what);
+		snprintf(out, out_size, "%s", context);
 	} else {
 		ERR_error_string_n(error, text, sizeof(text));
-		snprintf(out, out_size, "%s: %s", what, text);
+		snprintf(out, out_size, "%s: %s", context, text);
 	}
 	ERR_clear_error();
 }

@@ -35,7 +35,7 @@ void tls_client_reset_failure(struct tls_client *client);
  */
 const char *tls_client_failure(const struct tls_client *client);
 
-/* Writes the newest OpenSSL error of this thread, or what, to out, and clears the queue. */
-void tls_error_text(const char *what, char *out, size_t out_size);
+/* Writes context and the newest OpenSSL error of this thread to out, and clears the error queue. */
+void tls_error_text(const char *context, char *out, size_t out_size);
 
 #endif

@@ -202,19 +202,11 @@ bench_migrate() {
 	fi
 }
 
-# Starts userops-mailer with the small database's configuration.
+# Starts userops-mailer with the small database's configuration, through
+# tests/lib/stack.sh.
 bench_start_mailer() {
-	local pid log=$BENCH_ROOT/mailer.log
-	"$BENCH_BIN_DIR/userops-mailer" -c "$BENCH_CONF_SMALL" </dev/null >>"$log" 2>&1 &
-	pid=$!
-	stack_record_pid 40 mailer "$pid"
-	sleep 0.2
-	if ! stack_pid_alive "$pid"; then
-		bench_log "userops-mailer exited at start; the end of $log:"
-		tail -n 20 "$log" >&2
-		return 1
-	fi
-	bench_log "userops-mailer running (PID $pid)"
+	STACK_BIN_DIR=$BENCH_BIN_DIR STACK_CONF=$BENCH_CONF_SMALL \
+		STACK_MAILER_LOG=$BENCH_ROOT/mailer.log stack_start_mailer
 }
 
 # Writes the environment that the ceiling programs, the PHP peer and

@@ -2,7 +2,7 @@
 # SMTP AUTH: the mailer logs in with [smtp] username and password_file over
 # TLS, a refused login is a temporary failure that names the relay's reply,
 # and the password never crosses the network in clear text unless
-# allow_plaintext_auth says so.
+# allow_plaintext_auth is set.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib/assert.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/assert.sh"
@@ -49,7 +49,7 @@ auth_given() {
 	fi
 }
 
-auth_refused() {
+auth_rejected() {
 	send_with_auth authbad retrying "username = mailer" "password_file = $WRONG_PASSWORD_FILE" || return 1
 	assert_equal "outbox status" retrying "${ROW%%$'\t'*}"
 	assert_equal "messages stored" 0 "$(relay_count authbad "$ADDRESS")"
@@ -66,7 +66,7 @@ auth_missing() {
 }
 
 # tls = none with a username stops the mailer at start, unless allowed.
-plaintext_auth_refused() {
+plaintext_auth_rejected() {
 	local conf output status=0
 	conf=$(relay_write_conf plaintext "host = 127.0.0.1" "port = 9" "tls = none" \
 		"username = mailer" "password_file = $PASSWORD_FILE")
@@ -82,8 +82,8 @@ plaintext_auth_refused() {
 }
 
 test_case "AUTH required and given over STARTTLS" auth_given
-test_case "AUTH refused: 535 recorded, retried" auth_refused
+test_case "AUTH refused: 535 recorded, retried" auth_rejected
 test_case "AUTH required but not configured: 530 recorded, retried" auth_missing
-test_case "AUTH in clear text refused unless allowed" plaintext_auth_refused
+test_case "AUTH in clear text refused unless allowed" plaintext_auth_rejected
 relay_cleanup
 test_finish

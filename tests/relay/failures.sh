@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Relays that refuse, fail or stall. A temporary failure is retried with
-# backoff until the relay accepts; a permanent one ends the message at once
-# in the failed state; no relay holds the mailer past [smtp] timeout, the
-# connect included. Every try records the relay's reply.
+# Relays that reject, fail or stall. A temporary failure is retried with
+# backoff until the relay accepts. A permanent one ends the message at once
+# in the failed state. No relay keeps the mailer past [smtp] timeout, the
+# connect included, and every try records the relay's reply.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib/assert.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/assert.sh"
@@ -138,7 +138,7 @@ connect_never_completes() {
 	((ELAPSED_MS < 10000)) || assert_fail "the try took $ELAPSED_MS ms with a 2 s timeout"
 }
 
-# A relay that only ever answers 451 uses up max_tries.
+# A relay that replies 451 to every try uses up max_tries.
 tries_run_out() {
 	local port conf address row
 	relay_port

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Several mailers on one outbox. While none dies, each message is sent once;
-# a mailer killed in the middle of a send leaves its message to another
-# mailer after the lease ([smtp] timeout + 15 s), and it is sent once more,
-# not lost.
+# Several mailers on one outbox. While none dies, each message is sent once.
+# A mailer killed in the middle of a send leaves its message to another
+# mailer after the lease ([smtp] timeout + 15 s), so it is sent once more
+# and not lost.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib/assert.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/assert.sh"
@@ -45,8 +45,8 @@ two_mailers_send_once() {
 		assert_fail "one mailer sent nothing: $(mailer_log shared-a | grep -c ' sent to ') and $(mailer_log shared-b | grep -c ' sent to ')"
 }
 
-# The first relay takes the message and never answers the final dot; the
-# mailer talking to it is killed with SIGKILL. A second mailer on a healthy
+# The first relay takes the message but sends no reply to the final dot,
+# and the mailer connected to it is killed with SIGKILL. A second mailer on a healthy
 # relay takes the row once its lease ends.
 killed_mailer_message_resent() {
 	local stall_port good_port stall_conf good_conf address row started elapsed

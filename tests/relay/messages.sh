@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The code mail as a mail reader gets it: the template of the operation's
-# locale, a Cyrillic, a Chinese and an emoji subject that Python's email
-# parser decodes back exactly, lines under 78 characters, the expiry in
-# minutes and as a UTC time, and a Message-ID under the configured domain.
+# The code mail as a mail reader receives it. Each mail uses the template of
+# the operation's locale, and Python's email parser decodes its Cyrillic,
+# Chinese or emoji subject back exactly. Every line is under 78 characters,
+# the body gives the expiry in minutes and as a UTC time, and the Message-ID
+# is under the configured domain.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib/assert.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/assert.sh"

@@ -52,7 +52,7 @@ implicit_verified() {
 }
 
 # The relay's certificate was issued by the trusted CA, but for another name.
-wrong_host_refused() {
+wrong_host_rejected() {
 	RELAY_ARGS=(--tls starttls --cert "$RELAY_CA_DIR/wrong-host.crt" --key "$RELAY_CA_DIR/wrong-host.key")
 	send_through wronghost retrying "host = localhost" "tls = starttls" "ca_file = $RELAY_CA_DIR/ca.crt" || return 1
 	assert_equal "outbox status" retrying "${ROW%%$'\t'*}"
@@ -64,7 +64,7 @@ wrong_host_refused() {
 }
 
 # Implicit TLS checks the name the same way.
-implicit_wrong_host_refused() {
+implicit_wrong_host_rejected() {
 	RELAY_ARGS=(--tls implicit --cert "$RELAY_CA_DIR/wrong-host.crt" --key "$RELAY_CA_DIR/wrong-host.key")
 	send_through implicitwrong retrying "host = localhost" "tls = implicit" "ca_file = $RELAY_CA_DIR/ca.crt" || return 1
 	assert_equal "outbox status" retrying "${ROW%%$'\t'*}"
@@ -74,7 +74,7 @@ implicit_wrong_host_refused() {
 }
 
 # Without ca_file the system store is used, which does not know the test CA.
-unknown_ca_refused() {
+unknown_ca_rejected() {
 	RELAY_ARGS=(--tls starttls --cert "$RELAY_CA_DIR/localhost.crt" --key "$RELAY_CA_DIR/localhost.key")
 	send_through unknownca retrying "host = localhost" "tls = starttls" || return 1
 	assert_equal "outbox status" retrying "${ROW%%$'\t'*}"
@@ -132,9 +132,9 @@ starttls_repeated() {
 
 test_case "STARTTLS with a verified certificate delivers (TLS 1.2)" starttls_verified
 test_case "implicit TLS with a verified certificate delivers (TLS 1.3)" implicit_verified
-test_case "certificate for another host refused (STARTTLS)" wrong_host_refused
-test_case "certificate for another host refused (implicit TLS)" implicit_wrong_host_refused
-test_case "certificate of an unknown CA refused" unknown_ca_refused
+test_case "certificate for another host refused (STARTTLS)" wrong_host_rejected
+test_case "certificate for another host refused (implicit TLS)" implicit_wrong_host_rejected
+test_case "certificate of an unknown CA refused" unknown_ca_rejected
 test_case "STARTTLS required: no fall-back to clear text" starttls_required
 test_case "IP address as host checked against the certificate" address_host_verified
 test_case "30 STARTTLS sessions in a row all deliver" starttls_repeated

@@ -22,6 +22,7 @@ many_sessions_clean() {
 	[[ -x $PLAIN_BIN_DIR/userops-mailer ]] ||
 		assert_fail "no plain build at $PLAIN_BIN_DIR (set USEROPS_PLAIN_BIN_DIR)" || return 1
 	printf 'valgrind run password\n' >"$password_file"
+
 	relay_port
 	port=$RELAY_PORT
 	relay_start many "$port" --tls starttls --cert "$RELAY_CA_DIR/localhost.crt" \
@@ -33,6 +34,7 @@ many_sessions_clean() {
 	for ((i = 0; i < MESSAGES; i++)); do
 		relay_create "many-$i-$$@example.com" >/dev/null || assert_fail "create-operation failed" || return 1
 	done
+
 	valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect \
 		--errors-for-leak-kinds=definite,indirect --error-exitcode=99 --log-file="$log" \
 		"$PLAIN_BIN_DIR/userops-mailer" -c "$conf" >>"$RELAY_TMP/many.mailer.log" 2>&1 &
@@ -43,9 +45,11 @@ many_sessions_clean() {
 		((sent == MESSAGES)) && break
 		sleep 0.1
 	done
+
 	kill -TERM "$pid"
 	local status=0
 	wait "$pid" || status=$?
+
 	assert_equal "rows sent" "$MESSAGES" "$sent"
 	assert_equal "messages stored" "$MESSAGES" "$(find "$RELAY_TMP/many.maildir/new" -type f | wc -l)"
 	assert_equal "exit status under valgrind" 0 "$status"
