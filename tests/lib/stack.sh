@@ -136,6 +136,11 @@ stack_set_paths() {
 	fi
 	STACK_DB_SOCKET=$STACK_SOCKET_DIR/mariadb.sock
 	STACK_POOL_SOCKET=$STACK_SOCKET_DIR/pool.sock
+	# What the workers that Apache mod_fcgid starts as www-data read; see
+	# stack_share_with_www_data.
+	STACK_WORKER_BIN_DIR=$STACK_BIN_DIR
+	STACK_WORKER_CONF=$STACK_CONF
+	STACK_WORKER_IPC_DIR=$STACK_DIR/fcgid
 }
 
 stack_record_pid() {
@@ -642,13 +647,13 @@ stack_write_frontend_config() {
 	sed -e "s|127\.0\.0\.1:8080|127.0.0.1:$STACK_HTTP_PORT|" \
 		-e "s|^server\.port = 8080\$|server.port = $STACK_HTTP_PORT|" \
 		-e "s|/run/userops/fcgi\.sock|$STACK_POOL_SOCKET|g" \
-		-e "s|/usr/local/bin/userops-fcgi|$STACK_BIN_DIR/userops-fcgi|g" \
-		-e "s|<Directory /usr/local/bin>|<Directory $STACK_BIN_DIR>|" \
-		-e "s|/usr/local/etc/userops/userops\.conf|$STACK_CONF|g" \
+		-e "s|/usr/local/bin/userops-fcgi|$STACK_WORKER_BIN_DIR/userops-fcgi|g" \
+		-e "s|<Directory /usr/local/bin>|<Directory $STACK_WORKER_BIN_DIR>|" \
+		-e "s|/usr/local/etc/userops/userops\.conf|$STACK_WORKER_CONF|g" \
 		-e "s|/var/log/[a-z0-9]*/userops-error\.log|$STACK_FRONTEND_LOG|" \
 		-e "s|/var/log/[a-z0-9]*/userops-access\.log|$STACK_DIR/$STACK_FRONTEND-access.log|" \
 		-e "s|/run/[a-z0-9/-]*userops[a-z-]*\.pid|$STACK_DIR/$STACK_FRONTEND.pid|" \
-		-e "s|/run/apache2/fcgid|$STACK_DIR/fcgid|g" \
+		-e "s|/run/apache2/fcgid|$STACK_WORKER_IPC_DIR|g" \
 		-e "s|/var/lib/nginx|$STACK_DIR/nginx-temp|g" \
 		-e "s|/var/www/html|$STACK_DIR/www|" \
 		-e '/^server\.\(username\|groupname\)/d' \
@@ -685,16 +690,42 @@ stack_launch_frontend() {
 }
 
 # Lets Apache's User (www-data) read what the workers that mod_fcgid starts
-# read: the configuration, its secret files and the folders on the way.
+# read: the program, the configuration, its secret files and the templates.
+# When www-data cannot reach the state folder or the build (a clone in a
+# private folder), they are copied to $STACK_RUNTIME_DIR/www-data, which
+# stack_stop removes, and the STACK_WORKER_* paths point there.
 stack_share_with_www_data() {
+	local share=$STACK_RUNTIME_DIR/www-data
 	chgrp -R www-data "$STACK_SECRET_DIR" "$STACK_CONF"
 	chmod 750 "$STACK_SECRET_DIR"
 	chmod 640 "$STACK_SECRET_DIR"/* "$STACK_CONF"
-	if ! runuser -u www-data -- test -r "$STACK_SECRET_DIR/pepper" ||
-		! runuser -u www-data -- test -x "$STACK_BIN_DIR/userops-fcgi"; then
-		stack_log "www-data cannot reach $STACK_SECRET_DIR or $STACK_BIN_DIR; use a state folder and build outside private homes"
+	if runuser -u www-data -- test -r "$STACK_SECRET_DIR/pepper" &&
+		runuser -u www-data -- test -x "$STACK_BIN_DIR/userops-fcgi" &&
+		runuser -u www-data -- test -r "$STACK_REPO/etc/templates/en/code.txt"; then
+		return 0
+	fi
+
+	rm -rf -- "$share"
+	# Apache makes the fcgid folder itself and gives it to www-data.
+	mkdir -p "$share/bin"
+	cp -- "$STACK_BIN_DIR/userops-fcgi" "$share/bin/"
+	cp -r -- "$STACK_SECRET_DIR" "$share/secrets"
+	cp -r -- "$STACK_REPO/etc/templates" "$share/templates"
+	sed -e "s|$STACK_SECRET_DIR/|$share/secrets/|g" \
+		-e "s|^templates_dir = .*|templates_dir = $share/templates|" \
+		"$STACK_CONF" >"$share/userops.conf"
+	chgrp -R www-data "$share"
+	chmod -R g+rX,o-rwx "$share"
+	chmod 711 "$STACK_RUNTIME_DIR"
+	STACK_WORKER_BIN_DIR=$share/bin
+	STACK_WORKER_CONF=$share/userops.conf
+	STACK_WORKER_IPC_DIR=$share/fcgid
+	if ! runuser -u www-data -- test -r "$share/secrets/pepper" ||
+		! runuser -u www-data -- test -x "$share/bin/userops-fcgi"; then
+		stack_log "www-data cannot reach $share either; use a state folder and build outside private homes"
 		return 1
 	fi
+	stack_log "www-data cannot reach $STACK_DIR or $STACK_BIN_DIR, so the workers read a copy in $share"
 }
 
 # Starts the front end that STACK_FRONTEND names, and the pool first when
@@ -723,10 +754,10 @@ stack_start_frontend() {
 		stack_launch_frontend nginx -c "$file" -g 'daemon off;'
 		;;
 	apache-fcgid | apache-proxy-fcgi)
-		stack_write_frontend_config "$STACK_FRONTEND.conf" "$file" || return 1
 		if [[ $STACK_FRONTEND == apache-fcgid ]]; then
 			stack_share_with_www_data || return 1
 		fi
+		stack_write_frontend_config "$STACK_FRONTEND.conf" "$file" || return 1
 		if ! apache2 -t -f "$file" >"$STACK_DIR/$STACK_FRONTEND-check.log" 2>&1; then
 			stack_log "apache2 rejected $file:"
 			cat "$STACK_DIR/$STACK_FRONTEND-check.log" >&2
