@@ -259,7 +259,7 @@ frontend_worker_sockets() {
 	local socket
 	case $ASSERT_FRONTEND in
 	lighttpd) set -- "$USEROPS_SOCKET_DIR"/fcgi*.sock-* ;;
-	apache-fcgid) set -- "$USEROPS_STACK_DIR"/fcgid/* ;;
+	apache-fcgid) set -- "$USEROPS_FCGID_DIR"/* ;;
 	*) set -- "$USEROPS_POOL_SOCKET" ;;
 	esac
 	for socket in "$@"; do

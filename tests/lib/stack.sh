@@ -39,6 +39,7 @@
 # fcgi-api.sock-N (at /api/), N from 0 to 3; the second lighttpd's are
 # strict.sock-N, N from 0 to 1, so that the glob fcgi*.sock-* finds only the
 # first lighttpd's workers.
+# Behind apache-fcgid the workers' sockets are in $USEROPS_FCGID_DIR.
 #
 # Each lighttpd runs in the foreground (-D) with its stdout and stderr
 # appended to its server.errorlog. The FastCGI workers it spawns inherit that
@@ -798,6 +799,7 @@ stack_write_env() {
 		printf 'USEROPS_MAILER_LOG=%q\n' "$STACK_MAILER_LOG"
 		printf 'USEROPS_DB_SOCKET=%q\n' "$STACK_DB_SOCKET"
 		printf 'USEROPS_SOCKET_DIR=%q\n' "$STACK_SOCKET_DIR"
+		printf 'USEROPS_FCGID_DIR=%q\n' "$STACK_WORKER_IPC_DIR"
 		printf 'USEROPS_SECRET_DIR=%q\n' "$STACK_SECRET_DIR"
 		printf 'USEROPS_RESEND_COOLDOWN=%q\n' "$STACK_RESEND_COOLDOWN"
 		printf 'USEROPS_CTL_LOG=%q\n' "$STACK_CTL_LOG"
