@@ -16,6 +16,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "crypto.h"
 #include "log.h"
 
 /* Tokens longer than this are rejected unread, because the claims read here fit in far less. */
@@ -50,14 +51,15 @@ struct auth_alg_info {
 	jwt_alg_t jwt_alg;
 	enum auth_key_type key_type;
 	size_t min_secret;  /* HMAC only: RFC 7518 section 3.2 requires a key of the hash's size */
+	enum crypto_hmac_hash hmac_hash;  /* HMAC only */
 };
 
 static const struct auth_alg_info auth_algs[AUTH_ALG_COUNT] = {
-	[AUTH_ALG_HS256] = { "HS256", JWT_ALG_HS256, AUTH_KEY_HMAC, 32 },
-	[AUTH_ALG_HS384] = { "HS384", JWT_ALG_HS384, AUTH_KEY_HMAC, 48 },
-	[AUTH_ALG_HS512] = { "HS512", JWT_ALG_HS512, AUTH_KEY_HMAC, 64 },
-	[AUTH_ALG_RS256] = { "RS256", JWT_ALG_RS256, AUTH_KEY_RSA, 0 },
-	[AUTH_ALG_ES256] = { "ES256", JWT_ALG_ES256, AUTH_KEY_EC, 0 },
+	[AUTH_ALG_HS256] = { "HS256", JWT_ALG_HS256, AUTH_KEY_HMAC, 32, CRYPTO_HMAC_SHA256 },
+	[AUTH_ALG_HS384] = { "HS384", JWT_ALG_HS384, AUTH_KEY_HMAC, 48, CRYPTO_HMAC_SHA384 },
+	[AUTH_ALG_HS512] = { "HS512", JWT_ALG_HS512, AUTH_KEY_HMAC, 64, CRYPTO_HMAC_SHA512 },
+	[AUTH_ALG_RS256] = { "RS256", JWT_ALG_RS256, AUTH_KEY_RSA, 0, 0 },
+	[AUTH_ALG_ES256] = { "ES256", JWT_ALG_ES256, AUTH_KEY_EC, 0, 0 },
 };
 
 #define AUTH_ALG_BIT(alg) (1u << (alg))
@@ -859,6 +861,9 @@ struct auth_token {
 	struct json_object *claims;
 	char *payload;  /* the claims' JSON text */
 	size_t payload_len;
+	size_t signing_input_len;  /* bytes of the token before the second dot */
+	unsigned char *signature;  /* the decoded third part */
+	size_t signature_len;
 };
 
 /*
@@ -1067,31 +1072,57 @@ static int auth_read_header(const struct auth_keys *keys, struct json_object *he
 }
 
 /*
- * Verifies the signature with libjwt, trying only keys that serve alg: the
- * key named by kid when there is one, else each such key. Keys are matched
- * to alg by type, so a public key's PEM text is never an HMAC secret.
+ * Checks an HS256, HS384 or HS512 signature under one secret: the HMAC of
+ * the signing input, compared in constant time (RFC 7515 section 5.2).
+ */
+static bool auth_hmac_matches(const struct auth_key *key, enum auth_alg alg, const char *token,
+	const struct auth_token *parsed)
+{
+	unsigned char mac[CRYPTO_HMAC_MAX_SIZE];
+	int mac_len;
+	bool matches;
+
+	mac_len = crypto_hmac(auth_algs[alg].hmac_hash, key->material, key->material_len, token,
+		parsed->signing_input_len, mac);
+	matches = mac_len > 0 && (size_t)mac_len == parsed->signature_len &&
+		crypto_equal(mac, parsed->signature, parsed->signature_len);
+	crypto_wipe(mac, sizeof(mac));
+	return matches;
+}
+
+/*
+ * Verifies the signature, trying only keys that serve alg: the key named by
+ * kid when there is one, else each such key. Keys are matched to alg by
+ * type, so a public key's PEM text is never an HMAC secret. HMAC signatures
+ * are checked here over the parts already decoded; libjwt checks RS256 and
+ * ES256, which would otherwise need their own signature encodings here.
  */
 static int auth_check_signature(const struct auth_keys *keys, const char *token,
-	enum auth_alg alg, const char *kid)
+	const struct auth_token *parsed, enum auth_alg alg, const char *kid)
 {
 	size_t i;
 
 	for (i = 0; i < keys->count; i++) {
 		const struct auth_key *key = &keys->items[i];
 		jwt_t *jwt = NULL;
-		int verified;
+		bool verified;
 
 		if (!(key->algs & AUTH_ALG_BIT(alg)))
 			continue;
 		if (kid != NULL && (key->kid == NULL || strcmp(key->kid, kid) != 0))
 			continue;
-		verified = jwt_decode(&jwt, token, key->material, (int)key->material_len) == 0
-			&& jwt_get_alg(jwt) == auth_algs[alg].jwt_alg;
-		jwt_free(jwt);
+		if (auth_algs[alg].key_type == AUTH_KEY_HMAC) {
+			verified = auth_hmac_matches(key, alg, token, parsed);
+		} else {
+			verified = jwt_decode(&jwt, token, key->material,
+					(int)key->material_len) == 0 &&
+				jwt_get_alg(jwt) == auth_algs[alg].jwt_alg;
+			jwt_free(jwt);
+		}
 		if (verified)
 			return 0;
 	}
-	log_debug("bearer token rejected: libjwt verified it with no %s key%s", auth_algs[alg].name,
+	log_debug("bearer token rejected: no %s key%s verifies its signature", auth_algs[alg].name,
 		kid != NULL ? " of its kid" : "");
 	return -1;
 }
@@ -1101,6 +1132,7 @@ static void auth_token_free(struct auth_token *parsed)
 	json_object_put(parsed->header);
 	json_object_put(parsed->claims);
 	free(parsed->payload);
+	free(parsed->signature);
 }
 
 /* Splits a token into three base64url parts and decodes the header and the claims. */
@@ -1109,8 +1141,6 @@ static int auth_parse_token(const char *token, size_t len, struct auth_token *pa
 	const char *end = token + len;
 	const char *dot1 = memchr(token, '.', len);
 	const char *dot2 = dot1 != NULL ? memchr(dot1 + 1, '.', (size_t)(end - dot1 - 1)) : NULL;
-	unsigned char *signature;
-	size_t signature_len = 0;
 	char *header_text = NULL;
 	size_t header_len = 0;
 
@@ -1121,14 +1151,15 @@ static int auth_parse_token(const char *token, size_t len, struct auth_token *pa
 		return -1;
 	}
 
-	signature = auth_base64url_decode(dot2 + 1, (size_t)(end - dot2 - 1), &signature_len);
-	free(signature);
+	parsed->signing_input_len = (size_t)(dot2 - token);
+	parsed->signature = auth_base64url_decode(dot2 + 1, (size_t)(end - dot2 - 1),
+		&parsed->signature_len);
 	parsed->header = auth_decode_json_part(token, (size_t)(dot1 - token), &header_text,
 		&header_len);
 	free(header_text);
 	parsed->claims = auth_decode_json_part(dot1 + 1, (size_t)(dot2 - dot1 - 1),
 		&parsed->payload, &parsed->payload_len);
-	if (signature == NULL || parsed->header == NULL || parsed->claims == NULL) {
+	if (parsed->signature == NULL || parsed->header == NULL || parsed->claims == NULL) {
 		log_debug("bearer token rejected: a part is not base64url or not a JSON object");
 		auth_token_free(parsed);
 		memset(parsed, 0, sizeof(*parsed));
@@ -1149,7 +1180,7 @@ static enum auth_result auth_verify_token(const struct auth_keys *keys, const ch
 	if (auth_parse_token(token, len, &parsed) != 0)
 		return AUTH_INVALID;
 	if (auth_read_header(keys, parsed.header, &alg, &kid) != 0
-		|| auth_check_signature(keys, token, alg, kid) != 0)
+		|| auth_check_signature(keys, token, &parsed, alg, kid) != 0)
 		goto out;
 	result = auth_check_claims(keys, &parsed, now, subject, scope, scope_size);
 

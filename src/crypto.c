@@ -2,6 +2,7 @@
 #include "autoconfig.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,6 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
@@ -62,12 +62,56 @@ out:
 }
 
 /*
+ * OpenSSL 3 looks an algorithm up by name on every call that passes
+ * EVP_sha256() or a digest name, and those lookups showed in a profile of
+ * the confirm route. So SHA-256 is fetched once, and each HMAC context is
+ * copied from a template whose digest is already set.
+ */
+static EVP_MD *crypto_sha256_md;
+static EVP_MAC_CTX *crypto_hmac_templates[CRYPTO_HMAC_HASH_COUNT];
+static pthread_once_t crypto_fetch_once = PTHREAD_ONCE_INIT;
+
+/* Fetches SHA-256 and makes the HMAC templates. A failure leaves NULL. */
+static void crypto_fetch(void)
+{
+	static const char *const digest_names[CRYPTO_HMAC_HASH_COUNT] = {
+		[CRYPTO_HMAC_SHA256] = "SHA256",
+		[CRYPTO_HMAC_SHA384] = "SHA384",
+		[CRYPTO_HMAC_SHA512] = "SHA512",
+	};
+	EVP_MAC *mac;
+
+	crypto_sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	mac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
+	if (mac == NULL)
+		return;
+	for (size_t i = 0; i < CRYPTO_HMAC_HASH_COUNT; i++) {
+		EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(mac);
+		OSSL_PARAM params[2];
+
+		if (ctx == NULL)
+			continue;
+		params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+			(char *)digest_names[i], 0);
+		params[1] = OSSL_PARAM_construct_end();
+		if (EVP_MAC_CTX_set_params(ctx, params) != 1) {
+			EVP_MAC_CTX_free(ctx);
+			continue;
+		}
+		crypto_hmac_templates[i] = ctx;
+	}
+	EVP_MAC_free(mac);
+}
+
+/*
  * The declaration returns nothing, and OpenSSL's SHA-256 fails only when
  * memory runs out. No digest is safe to return then, so the process aborts.
  */
 void crypto_sha256(const void *data, size_t len, unsigned char out[CRYPTO_SHA256_SIZE])
 {
-	if (EVP_Digest(data, len, out, NULL, EVP_sha256(), NULL) != 1)
+	pthread_once(&crypto_fetch_once, crypto_fetch);
+	if (crypto_sha256_md == NULL ||
+	    EVP_Digest(data, len, out, NULL, crypto_sha256_md, NULL) != 1)
 		abort();
 }
 
@@ -77,41 +121,57 @@ struct crypto_part {
 	size_t len;
 };
 
-/* Computes HMAC-SHA256 under key over the concatenation of parts. */
-static int crypto_hmac_sha256_parts(const void *key, size_t key_len,
-	const struct crypto_part *parts, size_t count, unsigned char out[CRYPTO_SHA256_SIZE])
+/*
+ * Computes the HMAC with hash under key over the concatenation of parts.
+ * Returns the MAC's length, or -1.
+ */
+static int crypto_hmac_parts(enum crypto_hmac_hash hash, const void *key, size_t key_len,
+	const struct crypto_part *parts, size_t count, unsigned char out[CRYPTO_HMAC_MAX_SIZE])
 {
-	EVP_MAC *mac = NULL;
 	EVP_MAC_CTX *ctx = NULL;
-	OSSL_PARAM params[2];
 	size_t out_len = 0;
 	int rc = -1;
 
-	mac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
-	if (mac == NULL)
+	pthread_once(&crypto_fetch_once, crypto_fetch);
+	if ((unsigned)hash >= CRYPTO_HMAC_HASH_COUNT || crypto_hmac_templates[hash] == NULL)
 		goto out;
-	ctx = EVP_MAC_CTX_new(mac);
+	ctx = EVP_MAC_CTX_dup(crypto_hmac_templates[hash]);
 	if (ctx == NULL)
 		goto out;
-
-	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0);
-	params[1] = OSSL_PARAM_construct_end();
-	if (EVP_MAC_init(ctx, key, key_len, params) != 1)
+	if (EVP_MAC_init(ctx, key, key_len, NULL) != 1)
 		goto out;
 	for (size_t i = 0; i < count; i++) {
 		if (EVP_MAC_update(ctx, parts[i].data, parts[i].len) != 1)
 			goto out;
 	}
-	if (EVP_MAC_final(ctx, out, &out_len, CRYPTO_SHA256_SIZE) != 1)
+	if (EVP_MAC_final(ctx, out, &out_len, CRYPTO_HMAC_MAX_SIZE) != 1)
 		goto out;
-	if (out_len != CRYPTO_SHA256_SIZE)
-		goto out;
-	rc = 0;
+	rc = (int)out_len;
 
 out:
 	EVP_MAC_CTX_free(ctx);
-	EVP_MAC_free(mac);
 	return rc;
+}
+
+/* Computes HMAC-SHA256 over parts into out. Returns 0 or -1. */
+static int crypto_hmac_sha256_parts(const void *key, size_t key_len,
+	const struct crypto_part *parts, size_t count, unsigned char out[CRYPTO_SHA256_SIZE])
+{
+	unsigned char mac[CRYPTO_HMAC_MAX_SIZE];
+	int rc = crypto_hmac_parts(CRYPTO_HMAC_SHA256, key, key_len, parts, count, mac);
+
+	if (rc == CRYPTO_SHA256_SIZE)
+		memcpy(out, mac, CRYPTO_SHA256_SIZE);
+	crypto_wipe(mac, sizeof(mac));
+	return rc == CRYPTO_SHA256_SIZE ? 0 : -1;
+}
+
+int crypto_hmac(enum crypto_hmac_hash hash, const void *key, size_t key_len, const void *data,
+	size_t len, unsigned char out[CRYPTO_HMAC_MAX_SIZE])
+{
+	struct crypto_part part = { data, len };
+
+	return crypto_hmac_parts(hash, key, key_len, &part, 1, out);
 }
 
 int crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,

@@ -17,6 +17,20 @@ int crypto_random_digits(char *out, size_t digits);
 
 void crypto_sha256(const void *data, size_t len, unsigned char out[CRYPTO_SHA256_SIZE]);
 
+/* The hashes of crypto_hmac: those of the JWS algorithms HS256, HS384 and HS512. */
+enum crypto_hmac_hash {
+	CRYPTO_HMAC_SHA256,
+	CRYPTO_HMAC_SHA384,
+	CRYPTO_HMAC_SHA512,
+	CRYPTO_HMAC_HASH_COUNT,
+};
+
+#define CRYPTO_HMAC_MAX_SIZE 64
+
+/* Computes the HMAC with hash under key into out. Returns the MAC's length, or -1. */
+int crypto_hmac(enum crypto_hmac_hash hash, const void *key, size_t key_len, const void *data,
+	size_t len, unsigned char out[CRYPTO_HMAC_MAX_SIZE]);
+
 int crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
 	unsigned char out[CRYPTO_SHA256_SIZE]);
 

@@ -1,7 +1,9 @@
 /* Logging to stderr or syslog. */
 #include "autoconfig.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
@@ -13,6 +15,27 @@
 static const char *log_program = "userops";
 static enum log_level log_threshold = LOG_LEVEL_INFO;
 static int log_to_syslog;
+/* The process id for the stderr prefix, or 0 until read. A fork resets it. */
+static pid_t log_cached_pid;
+
+static void log_forget_pid(void)
+{
+	log_cached_pid = 0;
+}
+
+/* Returns the process id: glibc's getpid() is a system call, and a worker logs every request. */
+static long log_pid(void)
+{
+	static bool fork_handler_added;
+
+	if (!fork_handler_added) {
+		fork_handler_added = pthread_atfork(NULL, NULL, log_forget_pid) == 0;
+		log_cached_pid = 0;
+	}
+	if (log_cached_pid == 0 || !fork_handler_added)
+		log_cached_pid = getpid();
+	return (long)log_cached_pid;
+}
 
 static const char *const log_level_names[] = {
 	[LOG_LEVEL_ERROR] = "error",
@@ -70,37 +93,46 @@ int log_enabled(enum log_level level)
 
 void log_write(enum log_level level, const char *fmt, ...)
 {
-	char message[2048];
+	/* The message is formatted straight after the stderr prefix, in one pass. */
+	char line[2300];
+	struct timespec now;
+	struct tm tm;
 	va_list ap;
+	size_t room;
+	int prefix = 0;
+	int len;
 
 	if (!log_enabled(level))
 		return;
 
+	if (!log_to_syslog) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		gmtime_r(&now.tv_sec, &tm);
+		prefix = snprintf(line, sizeof(line),
+			"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%ld] %s: ",
+			tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+			tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000L,
+			log_program, (long)log_pid(), log_level_names[level]);
+		if (prefix < 0 || (size_t)prefix >= sizeof(line))
+			return;
+	}
+
+	/* One byte stays free for the line end, and a longer message is cut. */
+	room = sizeof(line) - (size_t)prefix - 1;
 	va_start(ap, fmt);
-	vsnprintf(message, sizeof(message), fmt, ap);
+	len = vsnprintf(line + prefix, room, fmt, ap);
 	va_end(ap);
+	if (len < 0)
+		return;
+	if ((size_t)len >= room)
+		len = (int)room - 1;
 
 	if (log_to_syslog) {
-		syslog(log_syslog_priorities[level], "%s", message);
+		syslog(log_syslog_priorities[level], "%s", line);
 		return;
 	}
 
 	/* One write per line, so lines from several workers sharing stderr do not interleave. */
-	char line[2300];
-	struct timespec now;
-	struct tm tm;
-	int len;
-
-	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	len = snprintf(line, sizeof(line),
-		"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%ld] %s: %s\n",
-		tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-		tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000L,
-		log_program, (long)getpid(), log_level_names[level], message);
-	if (len < 0)
-		return;
-	if ((size_t)len >= sizeof(line))
-		len = sizeof(line) - 1;
-	(void)!write(STDERR_FILENO, line, (size_t)len);
+	line[prefix + len] = '\n';
+	(void)!write(STDERR_FILENO, line, (size_t)(prefix + len + 1));
 }

@@ -60,6 +60,7 @@ static void fcgi_handle(void *context, struct request *req, struct response *res
 	struct handlers_log entry;
 	struct timespec start, end;
 	char method[48], user[3 * AUTH_USER_ID_MAX + 1];
+	long tenths;
 
 	memset(&entry, 0, sizeof(entry));
 	clock_gettime(CLOCK_MONOTONIC, &start);
@@ -68,10 +69,12 @@ static void fcgi_handle(void *context, struct request *req, struct response *res
 
 	fcgi_log_value(method, sizeof(method), req->method);
 	fcgi_log_value(user, sizeof(user), entry.user_id);
-	log_info("request method=%s route=%s status=%d code=%d duration_ms=%.1f request_id=%s "
+	/* Tenths of a millisecond, printed without floating point, which costs more to format. */
+	tenths = (long)(end.tv_sec - start.tv_sec) * 10000L +
+		(long)(end.tv_nsec - start.tv_nsec) / 100000L;
+	log_info("request method=%s route=%s status=%d code=%d duration_ms=%ld.%ld request_id=%s "
 		"user=%s operation=%s", method, entry.route != NULL ? entry.route : "none",
-		resp->status, resp->error_code,
-		(double)(end.tv_sec - start.tv_sec) * 1e3 + (double)(end.tv_nsec - start.tv_nsec) / 1e6,
+		resp->status, resp->error_code, tenths / 10, tenths % 10,
 		req->request_id, user, entry.uuid[0] != '\0' ? entry.uuid : "-");
 }
 

@@ -461,6 +461,32 @@ static void verify_alg_none(void **state)
 	auth_keys_free(keys);
 }
 
+/* An HMAC signature with bytes added or cut off does not verify, even with the right prefix. */
+static void verify_hmac_signature_length(void **state)
+{
+	struct auth_keys *keys = load("HS256", "hs32", NULL, NULL, NULL);
+	struct signer signer = hmac_signer(EVP_sha256, SECRET_32);
+	char *token = make_token("{\"alg\":\"HS256\"}", VALID, &signer);
+	size_t len = strlen(token);
+	char *longer = malloc(len + 5);
+	char user_id[AUTH_USER_ID_MAX + 1];
+
+	(void)state;
+	assert_non_null(longer);
+	assert_int_equal(verify_token(keys, token, user_id), AUTH_OK);
+
+	/* Four more characters decode to the same 32 bytes and three zero bytes. */
+	sprintf(longer, "%sAAAA", token);
+	assert_int_equal(verify_token(keys, longer, user_id), AUTH_INVALID);
+
+	/* Four fewer characters drop three bytes of the MAC. */
+	token[len - 4] = '\0';
+	assert_int_equal(verify_token(keys, token, user_id), AUTH_INVALID);
+	free(longer);
+	free(token);
+	auth_keys_free(keys);
+}
+
 static void verify_alg_not_configured(void **state)
 {
 	struct auth_keys *keys = load("HS256", "hs64", NULL, NULL, NULL);
@@ -1342,6 +1368,7 @@ int main(void)
 		cmocka_unit_test(verify_es256_ok),
 		cmocka_unit_test(verify_wrong_key),
 		cmocka_unit_test(verify_alg_none),
+		cmocka_unit_test(verify_hmac_signature_length),
 		cmocka_unit_test(verify_alg_not_configured),
 		cmocka_unit_test(verify_key_confusion),
 		cmocka_unit_test(verify_kid_hs),
