@@ -1,4 +1,4 @@
-/* Unit tests of mask.c: e-mail hints counted in UTF-8 code points. */
+/* Unit tests of mask.c: e-mail hints counted in UTF-8 code points, and SMTP replies. */
 #include "autoconfig.h"
 
 #include <setjmp.h>
@@ -115,6 +115,51 @@ static void mask_output_too_small(void **state)
 	assert_int_equal(mask_email("abc@x.io", out, 0), -1);
 }
 
+static void assert_reply(const char *reply, const char *expected)
+{
+	char out[1024];
+
+	memset(out, 'x', sizeof(out));
+	if (mask_reply(reply, out, sizeof(out)) != 0)
+		fail_msg("masking the reply \"%s\" failed", reply);
+	assert_string_equal(out, expected);
+}
+
+static void mask_reply_hides_addresses(void **state)
+{
+	(void)state;
+	assert_reply("250 2.0.0 Ok: queued as 4F2A1", "250 2.0.0 Ok: queued as 4F2A1");
+	assert_reply("550 5.1.1 <anna@example.com>: Recipient address rejected",
+		"550 5.1.1 [address] Recipient address rejected");
+	/* Every word that contains '@' is replaced, wherever it is. */
+	assert_reply("451 a@b and c@d", "451 [address] and [address]");
+	assert_reply("@", "[address]");
+	assert_reply("", "");
+}
+
+static void mask_reply_flattens_controls(void **state)
+{
+	(void)state;
+	/* A multi-line reply becomes one line, and each control byte becomes a space. */
+	assert_reply("250-first\r\n250 second", "250-first  250 second");
+	assert_reply("421 x\tanna@example.com\x7fz", "421 x [address] z");
+	assert_reply("554 \x1b[31mred", "554  [31mred");
+}
+
+static void mask_reply_output_too_small(void **state)
+{
+	char out[32];
+
+	(void)state;
+	/* The size check assumes every byte may become "[address]": 3 * 9 + 1 bytes for "a@b". */
+	assert_int_equal(mask_reply("a@b", out, MASK_REPLY_SIZE(3)), 0);
+	assert_string_equal(out, "[address]");
+	memset(out, 'x', sizeof(out));
+	assert_int_equal(mask_reply("a@b", out, MASK_REPLY_SIZE(3) - 1), -1);
+	assert_string_equal(out, "");
+	assert_int_equal(mask_reply("a@b", out, 0), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -126,6 +171,9 @@ int main(void)
 		cmocka_unit_test(mask_empty_parts_fail),
 		cmocka_unit_test(mask_broken_utf8_fails),
 		cmocka_unit_test(mask_output_too_small),
+		cmocka_unit_test(mask_reply_hides_addresses),
+		cmocka_unit_test(mask_reply_flattens_controls),
+		cmocka_unit_test(mask_reply_output_too_small),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
