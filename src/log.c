@@ -3,7 +3,6 @@
 
 #include <pthread.h>
 #include <stdarg.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
@@ -15,26 +14,34 @@
 static const char *log_program = "userops";
 static enum log_level log_threshold = LOG_LEVEL_INFO;
 static int log_to_syslog;
-/* The process id for the stderr prefix, or 0 until read. A fork resets it. */
-static pid_t log_cached_pid;
+/* The process id for the stderr prefix: 0 until read, -1 without the fork handler. */
+static _Atomic pid_t log_cached_pid;
+static pthread_once_t log_fork_handler_once = PTHREAD_ONCE_INIT;
 
 static void log_forget_pid(void)
 {
 	log_cached_pid = 0;
 }
 
+static void log_add_fork_handler(void)
+{
+	if (pthread_atfork(NULL, NULL, log_forget_pid) != 0)
+		log_cached_pid = -1;
+}
+
 /* Returns the process id: glibc's getpid() is a system call, and a worker logs every request. */
 static long log_pid(void)
 {
-	static bool fork_handler_added;
+	pid_t pid;
 
-	if (!fork_handler_added) {
-		fork_handler_added = pthread_atfork(NULL, NULL, log_forget_pid) == 0;
-		log_cached_pid = 0;
-	}
-	if (log_cached_pid == 0 || !fork_handler_added)
+	pthread_once(&log_fork_handler_once, log_add_fork_handler);
+	pid = log_cached_pid;
+	if (pid > 0)
+		return (long)pid;
+	/* Without the fork handler (-1) the id is read every time. */
+	if (pid == 0)
 		log_cached_pid = getpid();
-	return (long)log_cached_pid;
+	return (long)getpid();
 }
 
 static const char *const log_level_names[] = {

@@ -2,6 +2,7 @@
 #include "autoconfig.h"
 
 #include <mysql.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,8 +71,8 @@ static void fcgi_handle(void *context, struct request *req, struct response *res
 	fcgi_log_value(method, sizeof(method), req->method);
 	fcgi_log_value(user, sizeof(user), entry.user_id);
 	/* Tenths of a millisecond, printed without floating point, which costs more to format. */
-	tenths = (long)(end.tv_sec - start.tv_sec) * 10000L +
-		(long)(end.tv_nsec - start.tv_nsec) / 100000L;
+	tenths = (long)(((int64_t)(end.tv_sec - start.tv_sec) * 1000000000 +
+		(end.tv_nsec - start.tv_nsec)) / 100000);
 	log_info("request method=%s route=%s status=%d code=%d duration_ms=%ld.%ld request_id=%s "
 		"user=%s operation=%s", method, entry.route != NULL ? entry.route : "none",
 		resp->status, resp->error_code, tenths / 10, tenths % 10,

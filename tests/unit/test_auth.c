@@ -461,28 +461,57 @@ static void verify_alg_none(void **state)
 	auth_keys_free(keys);
 }
 
+/* Returns the token with its signature part replaced by the base64url of len bytes of mac. */
+static char *with_signature(const char *token, const unsigned char *mac, size_t len)
+{
+	const char *last_dot = strrchr(token, '.');
+	char *part = base64url(mac, len);
+	size_t input_len = (size_t)(last_dot - token);
+	char *out = malloc(input_len + strlen(part) + 2);
+
+	assert_non_null(out);
+	memcpy(out, token, input_len);
+	sprintf(out + input_len, ".%s", part);
+	free(part);
+	return out;
+}
+
 /* An HMAC signature with bytes added or cut off does not verify, even with the right prefix. */
 static void verify_hmac_signature_length(void **state)
 {
 	struct auth_keys *keys = load("HS256", "hs32", NULL, NULL, NULL);
 	struct signer signer = hmac_signer(EVP_sha256, SECRET_32);
 	char *token = make_token("{\"alg\":\"HS256\"}", VALID, &signer);
-	size_t len = strlen(token);
-	char *longer = malloc(len + 5);
+	const char *last_dot = strrchr(token, '.');
+	unsigned char mac[EVP_MAX_MD_SIZE + 3];
+	unsigned int mac_len = 0;
 	char user_id[AUTH_USER_ID_MAX + 1];
+	char *changed;
 
 	(void)state;
-	assert_non_null(longer);
 	assert_int_equal(verify_token(keys, token, user_id), AUTH_OK);
+	memset(mac, 0, sizeof(mac));
+	assert_non_null(HMAC(EVP_sha256(), SECRET_32, (int)strlen(SECRET_32),
+		(const unsigned char *)token, (size_t)(last_dot - token), mac, &mac_len));
+	assert_int_equal(mac_len, 32);
 
-	/* Four more characters decode to the same 32 bytes and three zero bytes. */
-	sprintf(longer, "%sAAAA", token);
-	assert_int_equal(verify_token(keys, longer, user_id), AUTH_INVALID);
+	/* The whole MAC, encoded again, still verifies. */
+	changed = with_signature(token, mac, 32);
+	assert_int_equal(verify_token(keys, changed, user_id), AUTH_OK);
+	free(changed);
 
-	/* Four fewer characters drop three bytes of the MAC. */
-	token[len - 4] = '\0';
-	assert_int_equal(verify_token(keys, token, user_id), AUTH_INVALID);
-	free(longer);
+	/* The MAC and three more bytes. */
+	changed = with_signature(token, mac, 35);
+	assert_int_equal(verify_token(keys, changed, user_id), AUTH_INVALID);
+	free(changed);
+
+	/* The first 31 bytes and the first byte of the MAC, each canonically encoded. */
+	changed = with_signature(token, mac, 31);
+	assert_int_equal(verify_token(keys, changed, user_id), AUTH_INVALID);
+	free(changed);
+	changed = with_signature(token, mac, 1);
+	assert_int_equal(verify_token(keys, changed, user_id), AUTH_INVALID);
+	free(changed);
 	free(token);
 	auth_keys_free(keys);
 }
