@@ -38,9 +38,13 @@ static long log_pid(void)
 	pid = log_cached_pid;
 	if (pid > 0)
 		return (long)pid;
-	/* Without the fork handler (-1) the id is read every time. */
-	if (pid == 0)
-		log_cached_pid = getpid();
+
+	/* Without the fork handler (-1), the id is read every time. */
+	if (pid == 0) {
+		pid = getpid();
+		log_cached_pid = pid;
+		return (long)pid;
+	}
 	return (long)getpid();
 }
 

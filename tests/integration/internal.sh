@@ -787,8 +787,8 @@ events_defaults() {
 	assert_status 200 || return 1
 	assert_json '.data.events | length' 0
 	assert_json .data.lastId $((last + 1000000))
-	# The mailer may record an event between the two reads, so the page
-	# after $last can hold new events; lastId is then the last of them.
+	# The mailer may record an event between the two reads. The page after
+	# $last can then contain new events, and lastId is the last of them.
 	http_request GET "/internal/events?after=$last&limit=1000" -t "$READ_TOKEN"
 	assert_status 200 || return 1
 	assert_json "[.data.events[].id | select(. <= $last)] | length" 0
