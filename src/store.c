@@ -71,11 +71,13 @@ static const char store_sql_audit_insert[] =
 static const char store_sql_audit_each[] =
 	"SELECT at_ms, event, detail FROM audit_log WHERE operation_uuid = ? ORDER BY id";
 
-static const char store_sql_sequence_lock[] =
-	"SELECT last_id FROM event_sequence WHERE id = 1 FOR UPDATE";
-
+/*
+ * Advances the sequence and hands the new value back in the OK packet's
+ * insert id, in one round trip. The row stays locked until the transaction
+ * ends, so events are numbered in the order their transactions commit.
+ */
 static const char store_sql_sequence_advance[] =
-	"UPDATE event_sequence SET last_id = ? WHERE id = 1";
+	"UPDATE event_sequence SET last_id = LAST_INSERT_ID(last_id + 1) WHERE id = 1";
 
 static const char store_sql_event_insert[] =
 	"INSERT INTO operation_events (id, operation_uuid, user_id, kind, status, at, created_at_ms)"
@@ -678,33 +680,18 @@ static void store_param_uint64(MYSQL_BIND *bind, const unsigned long long *value
 /* Locks the sequence row and returns in *id the next event id, already written back. */
 static enum db_result store_event_next_id(struct db *db, unsigned long long *id)
 {
-	struct store_columns columns;
-	unsigned long long last_id = 0;
-	MYSQL_BIND results[1];
-	MYSQL_BIND p[1];
 	MYSQL_STMT *stmt = NULL;
 	enum db_result result;
 
-	memset(results, 0, sizeof(results));
-	memset(&columns, 0, sizeof(columns));
-	result = store_execute(db, store_sql_sequence_lock, NULL, "lock event sequence", &stmt);
+	result = store_execute(db, store_sql_sequence_advance, NULL, "advance event sequence", &stmt);
 	if (result != DB_OK)
 		return result;
-	store_result(results, &columns, 0, MYSQL_TYPE_LONGLONG, &last_id, sizeof(last_id));
-	results[0].is_unsigned = 1;
-	result = store_fetch_first(db, stmt, results, "lock event sequence");
-	if (result == DB_NOT_FOUND) {
+	if (mysql_stmt_affected_rows(stmt) != 1) {
 		log_error("event_sequence has no row with id 1: apply the schema migrations");
 		return DB_FAILED;
 	}
-	if (result != DB_OK)
-		return result;
-	mysql_stmt_free_result(stmt);
-
-	*id = last_id + 1;
-	memset(p, 0, sizeof(p));
-	store_param_uint64(&p[0], id);
-	return store_execute(db, store_sql_sequence_advance, p, "advance event sequence", &stmt);
+	*id = mysql_stmt_insert_id(stmt);
+	return DB_OK;
 }
 
 enum db_result store_event_append(struct db *db, const struct store_operation *op,

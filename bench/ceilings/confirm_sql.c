@@ -11,8 +11,10 @@
  * The statements, in one transaction on one connection per worker, as
  * MariaDB 10.11's general log showed them for a userops confirm of a
  * pending e-mail operation with the right code (userops 0.1.0, commit
- * b550c20). Every statement but START TRANSACTION and COMMIT is a prepared
- * statement, prepared once per connection:
+ * b550c20; the event sequence's locking SELECT and UPDATE became the one
+ * UPDATE below later, in userops and here alike). Every statement but START
+ * TRANSACTION and COMMIT is a prepared statement, prepared once per
+ * connection:
  *
  *   START TRANSACTION
  *   SELECT uuid, user_id, kind, locale, params, fingerprint_sha256, email,
@@ -26,8 +28,8 @@
  *   INSERT INTO audit_log (at_ms, operation_uuid, user_id, event,
  *          fingerprint_sha256, client_address, request_id, detail)
  *          VALUES (?, ?, ?, ?, ?, ?, ?, ?)
- *   SELECT last_id FROM event_sequence WHERE id = 1 FOR UPDATE
- *   UPDATE event_sequence SET last_id = ? WHERE id = 1
+ *   UPDATE event_sequence SET last_id = LAST_INSERT_ID(last_id + 1)
+ *    WHERE id = 1
  *   INSERT INTO operation_events (id, operation_uuid, user_id, kind, status,
  *          at, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)
  *   COMMIT

@@ -59,11 +59,8 @@ static const char confirm_sql_audit[] =
 	"INSERT INTO audit_log (at_ms, operation_uuid, user_id, event, fingerprint_sha256,"
 	" client_address, request_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
 
-static const char confirm_sql_sequence_lock[] =
-	"SELECT last_id FROM event_sequence WHERE id = 1 FOR UPDATE";
-
 static const char confirm_sql_sequence_advance[] =
-	"UPDATE event_sequence SET last_id = ? WHERE id = 1";
+	"UPDATE event_sequence SET last_id = LAST_INSERT_ID(last_id + 1) WHERE id = 1";
 
 static const char confirm_sql_event[] =
 	"INSERT INTO operation_events (id, operation_uuid, user_id, kind, status, at, created_at_ms)"
@@ -99,7 +96,6 @@ struct confirm_connection {
 	MYSQL_STMT *select;
 	MYSQL_STMT *update;
 	MYSQL_STMT *audit;
-	MYSQL_STMT *sequence_lock;
 	MYSQL_STMT *sequence_advance;
 	MYSQL_STMT *event;
 	struct confirm_row row;
@@ -212,8 +208,6 @@ struct confirm_connection *confirm_connect(const struct confirm_settings *settin
 	if (!confirm_prepare(conn->mysql, confirm_sql_select, &conn->select, err, err_size) ||
 	    !confirm_prepare(conn->mysql, confirm_sql_update, &conn->update, err, err_size) ||
 	    !confirm_prepare(conn->mysql, confirm_sql_audit, &conn->audit, err, err_size) ||
-	    !confirm_prepare(conn->mysql, confirm_sql_sequence_lock, &conn->sequence_lock, err,
-		    err_size) ||
 	    !confirm_prepare(conn->mysql, confirm_sql_sequence_advance, &conn->sequence_advance,
 		    err, err_size) ||
 	    !confirm_prepare(conn->mysql, confirm_sql_event, &conn->event, err, err_size)) {
@@ -225,7 +219,7 @@ struct confirm_connection *confirm_connect(const struct confirm_settings *settin
 
 void confirm_disconnect(struct confirm_connection *conn)
 {
-	MYSQL_STMT *statements[6];
+	MYSQL_STMT *statements[5];
 	size_t i;
 
 	if (conn == NULL)
@@ -233,9 +227,8 @@ void confirm_disconnect(struct confirm_connection *conn)
 	statements[0] = conn->select;
 	statements[1] = conn->update;
 	statements[2] = conn->audit;
-	statements[3] = conn->sequence_lock;
-	statements[4] = conn->sequence_advance;
-	statements[5] = conn->event;
+	statements[3] = conn->sequence_advance;
+	statements[4] = conn->event;
 	for (i = 0; i < sizeof(statements) / sizeof(statements[0]); i++)
 		if (statements[i] != NULL)
 			mysql_stmt_close(statements[i]);
@@ -490,50 +483,22 @@ static enum confirm_result confirm_insert_audit(struct confirm_connection *conn,
 	return CONFIRM_OK;
 }
 
-/* Draws the next event id under the sequence row's lock and inserts the event. */
+/* Advances the event sequence, which stays locked until the commit, and inserts the event. */
 static enum confirm_result confirm_append_event(struct confirm_connection *conn,
 	const unsigned char uuid[16], long long at, long long created_at_ms, char *err,
 	size_t err_size)
 {
 	const struct confirm_row *row = &conn->row;
-	unsigned long long last_id = 0;
 	unsigned long long id;
-	unsigned long length = 0;
-	my_bool is_null = 0;
-	my_bool error = 0;
-	MYSQL_BIND result[1];
 	MYSQL_BIND p[7];
-	int rc;
 
-	memset(result, 0, sizeof(result));
-	result[0].buffer_type = MYSQL_TYPE_LONGLONG;
-	result[0].buffer = &last_id;
-	result[0].buffer_length = sizeof(last_id);
-	result[0].is_unsigned = 1;
-	result[0].length = &length;
-	result[0].is_null = &is_null;
-	result[0].error = &error;
-	if (mysql_stmt_execute(conn->sequence_lock) != 0 ||
-	    mysql_stmt_bind_result(conn->sequence_lock, result) != 0 ||
-	    mysql_stmt_store_result(conn->sequence_lock) != 0)
-		return confirm_fail(conn, conn->sequence_lock, "SELECT ... FROM event_sequence",
-			err, err_size);
-	rc = mysql_stmt_fetch(conn->sequence_lock);
-	mysql_stmt_free_result(conn->sequence_lock);
-	if (rc == MYSQL_NO_DATA)
-		return confirm_give_up(conn, CONFIRM_FAILED, "event_sequence has no row with id 1; "
-			"apply userops' schema migrations", err, err_size);
-	if (rc != 0)
-		return confirm_fail(conn, conn->sequence_lock, "fetching event_sequence", err,
-			err_size);
-
-	id = last_id + 1;
-	memset(p, 0, sizeof(p));
-	confirm_bind_uint64(&p[0], &id);
-	if (mysql_stmt_bind_param(conn->sequence_advance, p) != 0 ||
-	    mysql_stmt_execute(conn->sequence_advance) != 0)
+	if (mysql_stmt_execute(conn->sequence_advance) != 0)
 		return confirm_fail(conn, conn->sequence_advance, "UPDATE event_sequence", err,
 			err_size);
+	if (mysql_stmt_affected_rows(conn->sequence_advance) != 1)
+		return confirm_give_up(conn, CONFIRM_FAILED, "event_sequence has no row with id 1; "
+			"apply userops' schema migrations", err, err_size);
+	id = mysql_stmt_insert_id(conn->sequence_advance);
 
 	memset(p, 0, sizeof(p));
 	confirm_bind_uint64(&p[0], &id);

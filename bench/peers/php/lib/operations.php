@@ -30,9 +30,8 @@ const SQL_AUDIT_INSERT =
     'INSERT INTO audit_log (at_ms, operation_uuid, user_id, event, fingerprint_sha256,'
     . ' client_address, request_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)';
 
-const SQL_SEQUENCE_LOCK = 'SELECT last_id FROM event_sequence WHERE id = 1 FOR UPDATE';
-
-const SQL_SEQUENCE_ADVANCE = 'UPDATE event_sequence SET last_id = ? WHERE id = 1';
+const SQL_SEQUENCE_ADVANCE =
+    'UPDATE event_sequence SET last_id = LAST_INSERT_ID(last_id + 1) WHERE id = 1';
 
 const SQL_EVENT_INSERT =
     'INSERT INTO operation_events (id, operation_uuid, user_id, kind, status, at, created_at_ms)'
@@ -441,18 +440,18 @@ final class OperationRequest
         $this->db->commit();
     }
 
-    /* Takes the next event id under the sequence row's lock and inserts the outcome event. */
+    /*
+     * Advances the sequence, which keeps its row locked until the commit, and
+     * inserts the outcome event under the new id, as userops' store.c does.
+     */
     private function appendEvent(): void
     {
-        $lock = $this->db->prepare(SQL_SEQUENCE_LOCK);
-        $lock->execute();
-        $lastId = $lock->fetchColumn();
-        $lock->closeCursor();
-        if ($lastId === false) {
+        $advance = $this->db->prepare(SQL_SEQUENCE_ADVANCE);
+        $advance->execute();
+        if ($advance->rowCount() !== 1) {
             throw new \RuntimeException('event_sequence has no row with id 1: apply the schema migrations');
         }
-        $id = (int) $lastId + 1;
-        $this->db->prepare(SQL_SEQUENCE_ADVANCE)->execute([$id]);
+        $id = (int) $this->db->lastInsertId();
         $op = $this->op;
         $this->db->prepare(SQL_EVENT_INSERT)->execute([
             $id, $op['uuid'], $op['user_id'], $op['kind'], $op['status'], $op['finished_at'], now_ms(),
