@@ -71,6 +71,8 @@ struct auth_key {
 	unsigned char *material;  /* secret bytes, or PEM text with a NUL after it */
 	size_t material_len;
 	unsigned algs;            /* AUTH_ALG_BIT mask of the configured algorithms it serves */
+	/* HMAC secrets only: the key set up for each hash of the algorithms it serves. */
+	struct crypto_hmac_key *hmac[CRYPTO_HMAC_HASH_COUNT];
 };
 
 struct auth_keys {
@@ -167,12 +169,45 @@ static void auth_split_kid(char *item, char **kid, char **path)
 	*path = auth_trim(equals + 1);
 }
 
-/* Appends a key, taking ownership of material. Rejects a kid used twice. */
+/* Frees the HMAC keys of hmac. */
+static void auth_free_hmac_keys(struct crypto_hmac_key *hmac[CRYPTO_HMAC_HASH_COUNT])
+{
+	for (size_t hash = 0; hash < CRYPTO_HMAC_HASH_COUNT; hash++) {
+		crypto_hmac_key_free(hmac[hash]);
+		hmac[hash] = NULL;
+	}
+}
+
+/*
+ * Sets up an HMAC secret as a key for the hash of each algorithm in algs,
+ * so a request does not hash the padded secret again.
+ */
+static int auth_make_hmac_keys(const unsigned char *secret, size_t secret_len, unsigned algs,
+	struct crypto_hmac_key *hmac[CRYPTO_HMAC_HASH_COUNT])
+{
+	for (size_t alg = 0; alg < AUTH_ALG_COUNT; alg++) {
+		enum crypto_hmac_hash hash = auth_algs[alg].hmac_hash;
+
+		if (auth_algs[alg].key_type != AUTH_KEY_HMAC || !(algs & AUTH_ALG_BIT(alg)) ||
+		    hmac[hash] != NULL)
+			continue;
+		hmac[hash] = crypto_hmac_key_new(hash, secret, secret_len);
+		if (hmac[hash] == NULL) {
+			auth_free_hmac_keys(hmac);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Appends a key, taking ownership of material on success. Rejects a kid used twice. */
 static int auth_add_key(struct auth_keys *keys, const char *kid, enum auth_key_type type,
 	unsigned char *material, size_t material_len, unsigned algs, char *err, size_t err_size)
 {
+	struct crypto_hmac_key *hmac[CRYPTO_HMAC_HASH_COUNT] = { NULL };
 	struct auth_key *items;
 	struct auth_key *key;
+	char *kid_copy = NULL;
 	size_t i;
 
 	if (kid != NULL && kid[0] == '\0') {
@@ -185,26 +220,29 @@ static int auth_add_key(struct auth_keys *keys, const char *kid, enum auth_key_t
 			return -1;
 		}
 	}
-
-	items = realloc(keys->items, (keys->count + 1) * sizeof(*items));
+	if (type == AUTH_KEY_HMAC && auth_make_hmac_keys(material, material_len, algs, hmac) != 0) {
+		snprintf(err, err_size, "cannot set up a JWT secret as an HMAC key");
+		return -1;
+	}
+	if (kid != NULL)
+		kid_copy = strdup(kid);
+	items = kid != NULL && kid_copy == NULL ? NULL :
+		realloc(keys->items, (keys->count + 1) * sizeof(*items));
 	if (items == NULL) {
+		free(kid_copy);
+		auth_free_hmac_keys(hmac);
 		snprintf(err, err_size, "out of memory");
 		return -1;
 	}
 	keys->items = items;
 	key = &items[keys->count];
 	memset(key, 0, sizeof(*key));
-	if (kid != NULL) {
-		key->kid = strdup(kid);
-		if (key->kid == NULL) {
-			snprintf(err, err_size, "out of memory");
-			return -1;
-		}
-	}
+	key->kid = kid_copy;
 	key->type = type;
 	key->material = material;
 	key->material_len = material_len;
 	key->algs = algs;
+	memcpy(key->hmac, hmac, sizeof(key->hmac));
 	keys->count++;
 	return 0;
 }
@@ -513,6 +551,7 @@ void auth_keys_free(struct auth_keys *keys)
 		OPENSSL_cleanse(keys->items[i].material, keys->items[i].material_len);
 		free(keys->items[i].material);
 		free(keys->items[i].kid);
+		auth_free_hmac_keys(keys->items[i].hmac);
 	}
 	free(keys->items);
 	free(keys->issuer);
@@ -1082,7 +1121,7 @@ static bool auth_hmac_matches(const struct auth_key *key, enum auth_alg alg, con
 	int mac_len;
 	bool matches;
 
-	mac_len = crypto_hmac(auth_algs[alg].hmac_hash, key->material, key->material_len, token,
+	mac_len = crypto_hmac_with(key->hmac[auth_algs[alg].hmac_hash], token,
 		parsed->signing_input_len, mac);
 	matches = mac_len > 0 && (size_t)mac_len == parsed->signature_len &&
 		crypto_equal(mac, parsed->signature, parsed->signature_len);

@@ -86,14 +86,21 @@ void cli_load_config(const char *program, const struct cli_options *options,
 void cli_load_secrets(const char *program, const struct config *cfg,
 	struct cli_secrets *secrets)
 {
+	unsigned char *pepper = NULL;
+	size_t pepper_len = 0;
 	char err[512];
 
 	memset(secrets, 0, sizeof(*secrets));
 	if (cfg->operations.pepper_file[0] == '\0')
 		cli_fail(program, "[operations] pepper_file is not set in %s", cfg->path);
-	if (config_read_secret(cfg->operations.pepper_file, CLI_PEPPER_MIN, &secrets->pepper,
-			&secrets->pepper_len, err, sizeof(err)) != 0)
+	if (config_read_secret(cfg->operations.pepper_file, CLI_PEPPER_MIN, &pepper, &pepper_len,
+			err, sizeof(err)) != 0)
 		cli_fail(program, "[operations] pepper_file: %s", err);
+	secrets->pepper = crypto_hmac_key_new(CRYPTO_HMAC_SHA256, pepper, pepper_len);
+	crypto_wipe(pepper, pepper_len);
+	free(pepper);
+	if (secrets->pepper == NULL)
+		cli_fail(program, "cannot set up the pepper as an HMAC key");
 
 	if (cfg->seal_key_file[0] == '\0')
 		cli_fail(program, "[seal] key_file is not set in %s", cfg->path);
@@ -109,10 +116,7 @@ void cli_load_secrets(const char *program, const struct config *cfg,
 
 void cli_free_secrets(struct cli_secrets *secrets)
 {
-	if (secrets->pepper != NULL) {
-		crypto_wipe(secrets->pepper, secrets->pepper_len);
-		free(secrets->pepper);
-	}
+	crypto_hmac_key_free(secrets->pepper);
 	seal_keyring_free(secrets->seal);
 	memset(secrets, 0, sizeof(*secrets));
 }

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 struct config;
+struct crypto_hmac_key;
 struct seal_keyring;
 
 struct cli_options {
@@ -32,8 +33,7 @@ void cli_load_config(const char *program, const struct cli_options *options,
 
 /* The secrets of [operations] and [seal]. */
 struct cli_secrets {
-	unsigned char *pepper;
-	size_t pepper_len;
+	struct crypto_hmac_key *pepper;
 	struct seal_keyring *seal;
 };
 

@@ -115,7 +115,7 @@ void crypto_sha256(const void *data, size_t len, unsigned char out[CRYPTO_SHA256
 		abort();
 }
 
-/* An input slice for crypto_hmac_sha256_parts. */
+/* An input slice of the HMAC functions. */
 struct crypto_part {
 	const void *data;
 	size_t len;
@@ -180,6 +180,69 @@ int crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t
 	struct crypto_part part = { data, len };
 
 	return crypto_hmac_sha256_parts(key, key_len, &part, 1, out);
+}
+
+/*
+ * The context contains the key's inner and outer hash states. EVP_MAC_init
+ * without a key starts a new MAC from them, which saves the two hash
+ * blocks of the padded key and the allocations of a fresh context.
+ */
+struct crypto_hmac_key {
+	EVP_MAC_CTX *ctx;
+};
+
+struct crypto_hmac_key *crypto_hmac_key_new(enum crypto_hmac_hash hash, const void *key,
+	size_t key_len)
+{
+	struct crypto_hmac_key *hmac_key;
+
+	pthread_once(&crypto_fetch_once, crypto_fetch);
+	if ((unsigned)hash >= CRYPTO_HMAC_HASH_COUNT || crypto_hmac_templates[hash] == NULL)
+		return NULL;
+	hmac_key = calloc(1, sizeof(*hmac_key));
+	if (hmac_key == NULL)
+		return NULL;
+	hmac_key->ctx = EVP_MAC_CTX_dup(crypto_hmac_templates[hash]);
+	/* A NULL key would mean "the key set before", and there is none yet. */
+	if (hmac_key->ctx == NULL ||
+	    EVP_MAC_init(hmac_key->ctx, key != NULL ? key : (const void *)"", key_len, NULL) != 1) {
+		crypto_hmac_key_free(hmac_key);
+		return NULL;
+	}
+	return hmac_key;
+}
+
+void crypto_hmac_key_free(struct crypto_hmac_key *key)
+{
+	if (key == NULL)
+		return;
+	EVP_MAC_CTX_free(key->ctx);
+	free(key);
+}
+
+/* Computes the HMAC under key over the concatenation of parts. Returns its length, or -1. */
+static int crypto_hmac_key_parts(struct crypto_hmac_key *key, const struct crypto_part *parts,
+	size_t count, unsigned char out[CRYPTO_HMAC_MAX_SIZE])
+{
+	size_t out_len = 0;
+
+	if (key == NULL || EVP_MAC_init(key->ctx, NULL, 0, NULL) != 1)
+		return -1;
+	for (size_t i = 0; i < count; i++) {
+		if (EVP_MAC_update(key->ctx, parts[i].data, parts[i].len) != 1)
+			return -1;
+	}
+	if (EVP_MAC_final(key->ctx, out, &out_len, CRYPTO_HMAC_MAX_SIZE) != 1)
+		return -1;
+	return (int)out_len;
+}
+
+int crypto_hmac_with(struct crypto_hmac_key *key, const void *data, size_t len,
+	unsigned char out[CRYPTO_HMAC_MAX_SIZE])
+{
+	struct crypto_part part = { data, len };
+
+	return crypto_hmac_key_parts(key, &part, 1, out);
 }
 
 int crypto_equal(const void *a, const void *b, size_t len)
@@ -322,16 +385,18 @@ long crypto_base32_encode(const unsigned char *in, size_t len, char *out, size_t
  * code's ASCII digits. The first two parts have fixed sizes, so no two
  * inputs share a message. Returns -1 when code is empty or not all digits.
  */
-int crypto_code_hmac(const void *pepper, size_t pepper_len, const unsigned char uuid[16],
+int crypto_code_hmac(struct crypto_hmac_key *pepper, const unsigned char uuid[16],
 	const unsigned char params_sha256[CRYPTO_SHA256_SIZE], const char *code,
 	unsigned char out[CRYPTO_SHA256_SIZE])
 {
+	unsigned char mac[CRYPTO_HMAC_MAX_SIZE];
 	size_t code_len = strlen(code);
 	struct crypto_part parts[3] = {
 		{ uuid, 16 },
 		{ params_sha256, CRYPTO_SHA256_SIZE },
 		{ code, code_len },
 	};
+	int rc;
 
 	if (code_len == 0)
 		return -1;
@@ -339,5 +404,9 @@ int crypto_code_hmac(const void *pepper, size_t pepper_len, const unsigned char 
 		if (code[i] < '0' || code[i] > '9')
 			return -1;
 	}
-	return crypto_hmac_sha256_parts(pepper, pepper_len, parts, 3, out);
+	rc = crypto_hmac_key_parts(pepper, parts, 3, mac);
+	if (rc == CRYPTO_SHA256_SIZE)
+		memcpy(out, mac, CRYPTO_SHA256_SIZE);
+	crypto_wipe(mac, sizeof(mac));
+	return rc == CRYPTO_SHA256_SIZE ? 0 : -1;
 }

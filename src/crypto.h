@@ -34,6 +34,22 @@ int crypto_hmac(enum crypto_hmac_hash hash, const void *key, size_t key_len, con
 int crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
 	unsigned char out[CRYPTO_SHA256_SIZE]);
 
+/*
+ * An HMAC key set up once (the hashes of the padded key computed), for the
+ * keys a process uses on every request. One thread at a time may use it.
+ */
+struct crypto_hmac_key;
+
+/* Returns the key for hash, or NULL when OpenSSL fails. */
+struct crypto_hmac_key *crypto_hmac_key_new(enum crypto_hmac_hash hash, const void *key,
+	size_t key_len);
+
+void crypto_hmac_key_free(struct crypto_hmac_key *key);
+
+/* Computes the HMAC under key into out. Returns the MAC's length, or -1. */
+int crypto_hmac_with(struct crypto_hmac_key *key, const void *data, size_t len,
+	unsigned char out[CRYPTO_HMAC_MAX_SIZE]);
+
 /* Compares in time independent of the contents. Returns 1 when equal. */
 int crypto_equal(const void *a, const void *b, size_t len);
 
@@ -60,11 +76,11 @@ long crypto_base32_decode(const char *in, unsigned char *out, size_t out_size);
 long crypto_base32_encode(const unsigned char *in, size_t len, char *out, size_t out_size);
 
 /*
- * Computes an e-mail code's HMAC-SHA256 under the pepper over the 16 bytes
+ * Computes an e-mail code's HMAC under the pepper, an HMAC-SHA256 key, over the 16 bytes
  * of the operation's uuid, the SHA-256 of its parameters and the code's
  * digits, so a code is bound to one operation and its parameters.
  */
-int crypto_code_hmac(const void *pepper, size_t pepper_len, const unsigned char uuid[16],
+int crypto_code_hmac(struct crypto_hmac_key *pepper, const unsigned char uuid[16],
 	const unsigned char params_sha256[CRYPTO_SHA256_SIZE], const char *code,
 	unsigned char out[CRYPTO_SHA256_SIZE]);
 

@@ -308,7 +308,6 @@ static int ctl_session_connect(struct ctl_session *session)
 	session->ops.cfg = &session->cfg;
 	session->ops.db = session->db;
 	session->ops.pepper = session->secrets.pepper;
-	session->ops.pepper_len = session->secrets.pepper_len;
 	session->ops.seal = session->secrets.seal;
 	return CTL_EXIT_OK;
 }

@@ -381,8 +381,7 @@ static int operations_check_email_code(struct operations_request *req, const cha
 	bool previous = false;
 
 	crypto_sha256(req->op.params, strlen(req->op.params), params_sha256);
-	if (crypto_code_hmac(ctx->pepper, ctx->pepper_len, req->op.uuid, params_sha256, code,
-			hmac) != 0)
+	if (crypto_code_hmac(ctx->pepper, req->op.uuid, params_sha256, code, hmac) != 0)
 		return -1;
 	if (req->op.has_code_hmac)
 		current = crypto_equal(hmac, req->op.code_hmac, sizeof(hmac));
@@ -570,8 +569,7 @@ static enum db_result operations_issue_code(const struct operations_context *ctx
 	op->has_previous_code_hmac = keep_previous && op->has_code_hmac;
 	memcpy(op->previous_code_hmac, op->code_hmac, sizeof(op->code_hmac));
 	crypto_sha256(op->params, strlen(op->params), params_sha256);
-	rc = crypto_code_hmac(ctx->pepper, ctx->pepper_len, op->uuid, params_sha256, code,
-		op->code_hmac);
+	rc = crypto_code_hmac(ctx->pepper, op->uuid, params_sha256, code, op->code_hmac);
 	op->has_code_hmac = true;
 
 	/* The mailer opens the code with the operation's 16 uuid bytes as the AAD. */

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 struct config;
+struct crypto_hmac_key;
 struct db;
 struct seal_keyring;
 struct json_object;
@@ -23,8 +24,7 @@ enum operation_status {
 struct operations_context {
 	const struct config *cfg;
 	struct db *db;
-	const unsigned char *pepper;
-	size_t pepper_len;
+	struct crypto_hmac_key *pepper;  /* HMAC-SHA256 key of the code HMACs */
 	const struct seal_keyring *seal;
 };
 

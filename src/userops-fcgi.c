@@ -115,7 +115,6 @@ static void fcgi_load(const char *config_path, struct fcgi_state *state)
 		cli_fail(fcgi_program, "[database] %s", err);
 	app->ops.cfg = cfg;
 	app->ops.pepper = state->secrets.pepper;
-	app->ops.pepper_len = state->secrets.pepper_len;
 	app->ops.seal = state->secrets.seal;
 }
 

@@ -52,8 +52,11 @@ static void code_hmac_layout(void **state)
 	unsigned char message[16 + CRYPTO_SHA256_SIZE + 6];
 	unsigned char expected[CRYPTO_SHA256_SIZE];
 	unsigned char actual[CRYPTO_SHA256_SIZE];
+	struct crypto_hmac_key *key = crypto_hmac_key_new(CRYPTO_HMAC_SHA256, pepper,
+		strlen(pepper));
 
 	(void)state;
+	assert_non_null(key);
 	for (size_t i = 0; i < sizeof(uuid); i++)
 		uuid[i] = (unsigned char)i;
 	crypto_sha256("{}", 2, params);
@@ -63,50 +66,119 @@ static void code_hmac_layout(void **state)
 
 	assert_int_equal(crypto_hmac_sha256(pepper, strlen(pepper), message, sizeof(message),
 		expected), 0);
-	assert_int_equal(crypto_code_hmac(pepper, strlen(pepper), uuid, params, "123456",
-		actual), 0);
+	assert_int_equal(crypto_code_hmac(key, uuid, params, "123456", actual), 0);
 	assert_memory_equal(actual, expected, CRYPTO_SHA256_SIZE);
+	crypto_hmac_key_free(key);
 }
 
 /* Another code, uuid or parameter hash gives another HMAC. */
 static void code_hmac_binds_inputs(void **state)
 {
 	const char pepper[] = "a pepper of at least thirty-two bytes";
+	struct crypto_hmac_key *key = crypto_hmac_key_new(CRYPTO_HMAC_SHA256, pepper,
+		strlen(pepper));
 	unsigned char uuid[16] = { 0 };
 	unsigned char params[CRYPTO_SHA256_SIZE] = { 0 };
 	unsigned char base[CRYPTO_SHA256_SIZE];
 	unsigned char other[CRYPTO_SHA256_SIZE];
 
 	(void)state;
-	assert_int_equal(crypto_code_hmac(pepper, strlen(pepper), uuid, params, "123456", base),
-		0);
+	assert_non_null(key);
+	assert_int_equal(crypto_code_hmac(key, uuid, params, "123456", base), 0);
 
-	assert_int_equal(crypto_code_hmac(pepper, strlen(pepper), uuid, params, "123457", other),
-		0);
+	assert_int_equal(crypto_code_hmac(key, uuid, params, "123457", other), 0);
 	assert_memory_not_equal(base, other, CRYPTO_SHA256_SIZE);
 
 	uuid[15] = 1;
-	assert_int_equal(crypto_code_hmac(pepper, strlen(pepper), uuid, params, "123456", other),
-		0);
+	assert_int_equal(crypto_code_hmac(key, uuid, params, "123456", other), 0);
 	assert_memory_not_equal(base, other, CRYPTO_SHA256_SIZE);
 	uuid[15] = 0;
 
 	params[0] = 1;
-	assert_int_equal(crypto_code_hmac(pepper, strlen(pepper), uuid, params, "123456", other),
-		0);
+	assert_int_equal(crypto_code_hmac(key, uuid, params, "123456", other), 0);
 	assert_memory_not_equal(base, other, CRYPTO_SHA256_SIZE);
+	params[0] = 0;
+
+	/* The same inputs again give the first HMAC: each MAC starts from the key. */
+	assert_int_equal(crypto_code_hmac(key, uuid, params, "123456", other), 0);
+	assert_memory_equal(base, other, CRYPTO_SHA256_SIZE);
+	crypto_hmac_key_free(key);
 }
 
 static void code_hmac_rejects_non_digits(void **state)
 {
+	struct crypto_hmac_key *key = crypto_hmac_key_new(CRYPTO_HMAC_SHA256, "k", 1);
 	unsigned char uuid[16] = { 0 };
 	unsigned char params[CRYPTO_SHA256_SIZE] = { 0 };
 	unsigned char mac[CRYPTO_SHA256_SIZE];
 
 	(void)state;
-	assert_int_equal(crypto_code_hmac("k", 1, uuid, params, "", mac), -1);
-	assert_int_equal(crypto_code_hmac("k", 1, uuid, params, "12a456", mac), -1);
-	assert_int_equal(crypto_code_hmac("k", 1, uuid, params, " 123456", mac), -1);
+	assert_non_null(key);
+	assert_int_equal(crypto_code_hmac(key, uuid, params, "", mac), -1);
+	assert_int_equal(crypto_code_hmac(key, uuid, params, "12a456", mac), -1);
+	assert_int_equal(crypto_code_hmac(key, uuid, params, " 123456", mac), -1);
+	assert_int_equal(crypto_code_hmac(NULL, uuid, params, "123456", mac), -1);
+	crypto_hmac_key_free(key);
+}
+
+/* RFC 4231 test case 2 through a key set up once, twice in a row. */
+static void hmac_key_rfc4231_case2(void **state)
+{
+	const char *data = "what do ya want for nothing?";
+	struct crypto_hmac_key *key = crypto_hmac_key_new(CRYPTO_HMAC_SHA256, "Jefe", 4);
+	unsigned char mac[CRYPTO_HMAC_MAX_SIZE];
+
+	(void)state;
+	assert_non_null(key);
+	for (int round = 0; round < 2; round++) {
+		memset(mac, 0, sizeof(mac));
+		assert_int_equal(crypto_hmac_with(key, data, strlen(data), mac), CRYPTO_SHA256_SIZE);
+		assert_bytes_hex(mac, CRYPTO_SHA256_SIZE,
+			"5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+	}
+	crypto_hmac_key_free(key);
+}
+
+/*
+ * For each hash, and for an empty key, a short key and a key longer than
+ * the hash's block, a key set up once gives the one-shot HMAC every time,
+ * also after a MAC over other data.
+ */
+static void hmac_key_matches_one_shot(void **state)
+{
+	static const enum crypto_hmac_hash hashes[] = {
+		CRYPTO_HMAC_SHA256, CRYPTO_HMAC_SHA384, CRYPTO_HMAC_SHA512,
+	};
+	static const size_t key_sizes[] = { 0, 4, 131, 200 };
+	const char *data = "header.claims";
+	unsigned char secret[200];
+	unsigned char expected[CRYPTO_HMAC_MAX_SIZE];
+	unsigned char actual[CRYPTO_HMAC_MAX_SIZE];
+
+	(void)state;
+	memset(secret, 0xaa, sizeof(secret));
+	for (size_t h = 0; h < sizeof(hashes) / sizeof(hashes[0]); h++) {
+		for (size_t k = 0; k < sizeof(key_sizes) / sizeof(key_sizes[0]); k++) {
+			struct crypto_hmac_key *key = crypto_hmac_key_new(hashes[h], secret,
+				key_sizes[k]);
+			int expected_len = crypto_hmac(hashes[h], secret, key_sizes[k], data,
+				strlen(data), expected);
+
+			assert_non_null(key);
+			assert_true(expected_len >= CRYPTO_SHA256_SIZE);
+			assert_int_equal(crypto_hmac_with(key, data, strlen(data), actual),
+				expected_len);
+			assert_memory_equal(actual, expected, (size_t)expected_len);
+			assert_int_equal(crypto_hmac_with(key, "other", 5, actual), expected_len);
+			assert_memory_not_equal(actual, expected, (size_t)expected_len);
+			assert_int_equal(crypto_hmac_with(key, data, strlen(data), actual),
+				expected_len);
+			assert_memory_equal(actual, expected, (size_t)expected_len);
+			crypto_hmac_key_free(key);
+		}
+	}
+	assert_null(crypto_hmac_key_new(CRYPTO_HMAC_HASH_COUNT, secret, 32));
+	assert_int_equal(crypto_hmac_with(NULL, data, strlen(data), actual), -1);
 }
 
 static void random_digits_format(void **state)
@@ -327,6 +399,8 @@ int main(void)
 		cmocka_unit_test(code_hmac_layout),
 		cmocka_unit_test(code_hmac_binds_inputs),
 		cmocka_unit_test(code_hmac_rejects_non_digits),
+		cmocka_unit_test(hmac_key_rfc4231_case2),
+		cmocka_unit_test(hmac_key_matches_one_shot),
 		cmocka_unit_test(random_digits_format),
 		cmocka_unit_test(random_digits_uniform),
 		cmocka_unit_test(random_bytes_differ),
