@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,11 +32,11 @@ bool transport_request_id_valid(const char *id)
 }
 
 /*
- * Request ids are random, so they do not repeat across workers and
- * restarts, but not secret: they are drawn from OpenSSL in batches, which
- * saves most of a DRBG call per request. transport_serve empties the batch
- * when it starts, so a worker forked from a process that drew ids never
- * hands out its parent's.
+ * Request ids are 128 random bits, so workers and restarts draw different
+ * ones, but they are not secret: they are drawn from OpenSSL in batches,
+ * which saves most of a DRBG call per request. transport_serve empties
+ * the batch when it starts, so a worker forked from a process that drew
+ * ids never hands out its parent's.
  */
 #define TRANSPORT_ID_BYTES 16
 #define TRANSPORT_ID_BATCH 64
@@ -64,29 +65,68 @@ static void transport_generate_request_id(char *out)
 	crypto_hex_encode(random, TRANSPORT_ID_BYTES, out);
 }
 
+/* A FastCGI parameter that a request reads, and the field of struct request it goes to. */
+struct transport_param {
+	const char *name;
+	size_t name_len;
+	size_t field;  /* offset of a const char * member */
+};
+
+#define TRANSPORT_PARAM(name, member) \
+	{ name, sizeof(name) - 1, offsetof(struct request, member) }
+
+static const struct transport_param transport_params[] = {
+	TRANSPORT_PARAM("REQUEST_METHOD", method),
+	TRANSPORT_PARAM("SCRIPT_NAME", script_name),
+	TRANSPORT_PARAM("PATH_INFO", path_info),
+	TRANSPORT_PARAM("HTTP_AUTHORIZATION", authorization),
+	TRANSPORT_PARAM("HTTP_FINGERPRINT", fingerprint),
+	TRANSPORT_PARAM("CONTENT_TYPE", content_type),
+	TRANSPORT_PARAM("CONTENT_LENGTH", content_length),
+	TRANSPORT_PARAM("REMOTE_ADDR", remote_addr),
+	TRANSPORT_PARAM("QUERY_STRING", query_string),
+	TRANSPORT_PARAM("HTTP_IDEMPOTENCY_KEY", idempotency_key),
+	TRANSPORT_PARAM("HTTP_X_REQUEST_ID", request_id_header),
+};
+
+/*
+ * Reads the parameters in one pass over the "NAME=value" entries. Looking
+ * each up with FCGX_GetParam compared every entry with every name. As
+ * with FCGX_GetParam, the first entry of a name wins.
+ */
+static void transport_read_params(struct request *req, char **env)
+{
+	const size_t count = sizeof(transport_params) / sizeof(transport_params[0]);
+
+	for (char **entry = env; entry != NULL && *entry != NULL; entry++) {
+		const char *equals = strchr(*entry, '=');
+		size_t name_len;
+
+		if (equals == NULL)
+			continue;
+		name_len = (size_t)(equals - *entry);
+		for (size_t i = 0; i < count; i++) {
+			const char **field = (const char **)((char *)req + transport_params[i].field);
+
+			if (name_len == transport_params[i].name_len && *field == NULL &&
+			    memcmp(*entry, transport_params[i].name, name_len) == 0) {
+				*field = equals + 1;
+				break;
+			}
+		}
+	}
+}
+
 void transport_request_init(struct request *req, FCGX_Request *fcgi)
 {
-	FCGX_ParamArray env = fcgi->envp;
-	const char *id;
-
 	memset(req, 0, sizeof(*req));
 	req->fcgi = fcgi;
-	req->method = FCGX_GetParam("REQUEST_METHOD", env);
-	req->script_name = FCGX_GetParam("SCRIPT_NAME", env);
-	req->path_info = FCGX_GetParam("PATH_INFO", env);
-	req->authorization = FCGX_GetParam("HTTP_AUTHORIZATION", env);
-	req->fingerprint = FCGX_GetParam("HTTP_FINGERPRINT", env);
-	req->content_type = FCGX_GetParam("CONTENT_TYPE", env);
-	req->content_length = FCGX_GetParam("CONTENT_LENGTH", env);
-	req->remote_addr = FCGX_GetParam("REMOTE_ADDR", env);
-	req->query_string = FCGX_GetParam("QUERY_STRING", env);
-	req->idempotency_key = FCGX_GetParam("HTTP_IDEMPOTENCY_KEY", env);
+	transport_read_params(req, fcgi->envp);
 	if (req->method == NULL)
 		req->method = "";
 
-	id = FCGX_GetParam("HTTP_X_REQUEST_ID", env);
-	if (transport_request_id_valid(id))
-		snprintf(req->request_id, sizeof(req->request_id), "%s", id);
+	if (transport_request_id_valid(req->request_id_header))
+		snprintf(req->request_id, sizeof(req->request_id), "%s", req->request_id_header);
 	else
 		transport_generate_request_id(req->request_id);
 }

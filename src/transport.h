@@ -29,6 +29,7 @@ struct request {
 	const char *remote_addr;
 	const char *query_string;
 	const char *idempotency_key;
+	const char *request_id_header;  /* X-Request-Id as sent, or NULL */
 	char request_id[TRANSPORT_REQUEST_ID_MAX + 1];
 	char *body;        /* NUL-terminated copy, NULL until read */
 	size_t body_len;
