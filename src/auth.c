@@ -646,11 +646,30 @@ static size_t auth_skip_space(const char *s, size_t len, size_t i)
 	return i;
 }
 
+/*
+ * Returns the thread's tokener for the token's JSON parts, reset, or NULL.
+ * It is kept for the life of the thread, because making one per part cost
+ * an allocation of its parse state on every request.
+ */
+static struct json_tokener *auth_tokener(void)
+{
+	static _Thread_local struct json_tokener *tokener;
+
+	if (tokener != NULL) {
+		json_tokener_reset(tokener);
+		return tokener;
+	}
+	tokener = json_tokener_new();
+	if (tokener != NULL)
+		json_tokener_set_flags(tokener, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	return tokener;
+}
+
 /* Decodes a base64url part and parses it as one JSON object. Returns NULL for anything else. */
 static struct json_object *auth_decode_json_part(const char *part, size_t len, char **text,
 	size_t *text_len)
 {
-	struct json_tokener *tokener = NULL;
+	struct json_tokener *tokener;
 	struct json_object *object = NULL;
 	unsigned char *decoded;
 	size_t decoded_len = 0;
@@ -659,10 +678,9 @@ static struct json_object *auth_decode_json_part(const char *part, size_t len, c
 	decoded = auth_base64url_decode(part, len, &decoded_len);
 	if (decoded == NULL || memchr(decoded, '\0', decoded_len) != NULL)
 		goto out;
-	tokener = json_tokener_new();
+	tokener = auth_tokener();
 	if (tokener == NULL)
 		goto out;
-	json_tokener_set_flags(tokener, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	object = json_tokener_parse_ex(tokener, (const char *)decoded, (int)decoded_len);
 	if (object == NULL || json_tokener_get_error(tokener) != json_tokener_success
 		|| !json_object_is_type(object, json_type_object)
@@ -677,9 +695,6 @@ static struct json_object *auth_decode_json_part(const char *part, size_t len, c
 	decoded = NULL;
 
 out:
-	/* json-c 0.16 crashes on json_tokener_free(NULL). */
-	if (tokener != NULL)
-		json_tokener_free(tokener);
 	free(decoded);
 	return object;
 }

@@ -106,12 +106,20 @@ static void crypto_fetch(void)
 /*
  * The declaration returns nothing, and OpenSSL's SHA-256 fails only when
  * memory runs out. No digest is safe to return then, so the process aborts.
+ * Each thread keeps its digest context, which EVP_Digest would allocate
+ * and free on every call.
  */
 void crypto_sha256(const void *data, size_t len, unsigned char out[CRYPTO_SHA256_SIZE])
 {
+	static _Thread_local EVP_MD_CTX *ctx;
+
 	pthread_once(&crypto_fetch_once, crypto_fetch);
-	if (crypto_sha256_md == NULL ||
-	    EVP_Digest(data, len, out, NULL, crypto_sha256_md, NULL) != 1)
+	if (ctx == NULL)
+		ctx = EVP_MD_CTX_new();
+	if (ctx == NULL || crypto_sha256_md == NULL ||
+	    EVP_DigestInit_ex2(ctx, crypto_sha256_md, NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, data, len) != 1 ||
+	    EVP_DigestFinal_ex(ctx, out, NULL) != 1)
 		abort();
 }
 
