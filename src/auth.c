@@ -646,6 +646,9 @@ static size_t auth_skip_space(const char *s, size_t len, size_t i)
 	return i;
 }
 
+/* The thread's tokener for the token's JSON parts; see auth_tokener. */
+static _Thread_local struct json_tokener *auth_kept_tokener;
+
 /*
  * Returns the thread's tokener for the token's JSON parts, reset, or NULL.
  * It is kept for the life of the thread, because making one per part cost
@@ -653,16 +656,26 @@ static size_t auth_skip_space(const char *s, size_t len, size_t i)
  */
 static struct json_tokener *auth_tokener(void)
 {
-	static _Thread_local struct json_tokener *tokener;
-
-	if (tokener != NULL) {
-		json_tokener_reset(tokener);
-		return tokener;
+	if (auth_kept_tokener != NULL) {
+		json_tokener_reset(auth_kept_tokener);
+		return auth_kept_tokener;
 	}
-	tokener = json_tokener_new();
-	if (tokener != NULL)
-		json_tokener_set_flags(tokener, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	return tokener;
+	auth_kept_tokener = json_tokener_new();
+	if (auth_kept_tokener != NULL)
+		json_tokener_set_flags(auth_kept_tokener,
+			JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	return auth_kept_tokener;
+}
+
+/*
+ * Frees the thread's tokener after a failed parse. json_tokener_reset in
+ * json-c 0.16 keeps a high surrogate that an escape cut short left behind,
+ * and a later token's \u escape would be joined to it.
+ */
+static void auth_drop_tokener(void)
+{
+	json_tokener_free(auth_kept_tokener);
+	auth_kept_tokener = NULL;
 }
 
 /* Decodes a base64url part and parses it as one JSON object. Returns NULL for anything else. */
@@ -673,6 +686,8 @@ static struct json_object *auth_decode_json_part(const char *part, size_t len, c
 	struct json_object *object = NULL;
 	unsigned char *decoded;
 	size_t decoded_len = 0;
+	size_t parse_end;
+	bool parsed;
 
 	*text = NULL;
 	decoded = auth_base64url_decode(part, len, &decoded_len);
@@ -682,10 +697,12 @@ static struct json_object *auth_decode_json_part(const char *part, size_t len, c
 	if (tokener == NULL)
 		goto out;
 	object = json_tokener_parse_ex(tokener, (const char *)decoded, (int)decoded_len);
-	if (object == NULL || json_tokener_get_error(tokener) != json_tokener_success
-		|| !json_object_is_type(object, json_type_object)
-		|| auth_skip_space((const char *)decoded, decoded_len,
-			json_tokener_get_parse_end(tokener)) != decoded_len) {
+	parse_end = json_tokener_get_parse_end(tokener);
+	parsed = json_tokener_get_error(tokener) == json_tokener_success;
+	if (!parsed)
+		auth_drop_tokener();
+	if (object == NULL || !parsed || !json_object_is_type(object, json_type_object)
+		|| auth_skip_space((const char *)decoded, decoded_len, parse_end) != decoded_len) {
 		json_object_put(object);
 		object = NULL;
 		goto out;

@@ -33,7 +33,8 @@ void auth_keys_free(struct auth_keys *keys);
 
 /*
  * Verifies an Authorization header value at time now (Unix seconds). On
- * AUTH_OK the sub claim is copied into user_id as a string.
+ * AUTH_OK the sub claim is copied into user_id as a string. An HMAC check
+ * uses the key's own context, so one thread at a time may use keys.
  */
 enum auth_result auth_verify(const struct auth_keys *keys, const char *authorization,
 	int64_t now, char user_id[AUTH_USER_ID_MAX + 1]);

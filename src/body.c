@@ -362,11 +362,9 @@ static size_t body_count_members(struct json_object *value)
 	return count;
 }
 
-/*
- * Rejects the body rather than guess which of two members with the same name
- * the client meant: json-c keeps only the last one, so fewer members in the
- * tree than the scanner counted means a name was repeated.
- */
+/* The thread's tokener for bodies; see body_tokener. */
+static _Thread_local struct json_tokener *body_kept_tokener;
+
 /*
  * Returns the thread's tokener for bodies, reset, or NULL. It is kept for
  * the life of the thread, because making one per body cost an allocation
@@ -376,23 +374,39 @@ static size_t body_count_members(struct json_object *value)
  */
 static struct json_tokener *body_tokener(void)
 {
-	static _Thread_local struct json_tokener *tokener;
-
-	if (tokener != NULL) {
-		json_tokener_reset(tokener);
-		return tokener;
+	if (body_kept_tokener != NULL) {
+		json_tokener_reset(body_kept_tokener);
+		return body_kept_tokener;
 	}
-	tokener = json_tokener_new_ex(BODY_MAX_DEPTH + 1);
-	if (tokener != NULL)
-		json_tokener_set_flags(tokener, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	return tokener;
+	body_kept_tokener = json_tokener_new_ex(BODY_MAX_DEPTH + 1);
+	if (body_kept_tokener != NULL)
+		json_tokener_set_flags(body_kept_tokener,
+			JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	return body_kept_tokener;
 }
 
+/*
+ * Frees the thread's tokener after a failed parse. json_tokener_reset in
+ * json-c 0.16 keeps a high surrogate that an escape cut short left behind,
+ * and a later parse would join it to its own text.
+ */
+static void body_drop_tokener(void)
+{
+	json_tokener_free(body_kept_tokener);
+	body_kept_tokener = NULL;
+}
+
+/*
+ * Rejects the body rather than guess which of two members with the same name
+ * the client meant: json-c keeps only the last one, so fewer members in the
+ * tree than the scanner counted means a name was repeated.
+ */
 struct json_object *body_parse_object(const char *data, size_t len, const char **reason)
 {
 	struct body_scanner scan = { 0 };
 	struct json_tokener *tokener;
 	struct json_object *object = NULL;
+	size_t parse_end;
 
 	*reason = NULL;
 	if (data == NULL || len == 0) {
@@ -421,9 +435,11 @@ struct json_object *body_parse_object(const char *data, size_t len, const char *
 		goto out;
 	}
 	object = json_tokener_parse_ex(tokener, data, (int)len);
+	parse_end = json_tokener_get_parse_end(tokener);
+	if (json_tokener_get_error(tokener) != json_tokener_success)
+		body_drop_tokener();
 	if (object == NULL || !json_object_is_type(object, json_type_object) ||
-		!body_is_all_space(data + json_tokener_get_parse_end(tokener),
-			len - json_tokener_get_parse_end(tokener))) {
+		!body_is_all_space(data + parse_end, len - parse_end)) {
 		*reason = "JSON syntax error";
 		json_object_put(object);
 		object = NULL;

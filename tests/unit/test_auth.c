@@ -510,6 +510,40 @@ static void verify_hmac_signature_length(void **state)
 	auth_keys_free(keys);
 }
 
+/*
+ * A token cut off after a high surrogate escape, then tokens with a \u
+ * escape in sub: the cut-off parse must leave nothing behind for them, so
+ * a lone low surrogate reads as it does in a fresh process.
+ */
+static void verify_after_cut_surrogate(void **state)
+{
+	static const char *const broken[] = {
+		"{\"alg\":\"\\ud83d\\uZZZZ\"}",
+		"{\"alg\":\"\\ud83d",
+	};
+	static const char lone_low[] = "{\"sub\":\"\\udc00x\",\"exp\":" LATER "}";
+	struct auth_keys *keys = load_all();
+	char user_id[AUTH_USER_ID_MAX + 1];
+	char fresh[AUTH_USER_ID_MAX + 1];
+
+	(void)state;
+	assert_int_equal(check_hs256(keys, lone_low, fresh), AUTH_OK);
+	for (size_t i = 0; i < sizeof(broken) / sizeof(broken[0]); i++) {
+		assert_int_equal(check(keys, broken[i], VALID, hmac_signer(EVP_sha256, SECRET_32),
+			user_id), AUTH_INVALID);
+		assert_int_equal(check_hs256(keys, VALID, user_id), AUTH_OK);
+		assert_int_equal(check_hs256(keys,
+			"{\"sub\":\"\\u00e9ric\",\"exp\":" LATER "}", user_id), AUTH_OK);
+		assert_string_equal(user_id, "\xc3\xa9ric");
+
+		assert_int_equal(check(keys, broken[i], VALID, hmac_signer(EVP_sha256, SECRET_32),
+			user_id), AUTH_INVALID);
+		assert_int_equal(check_hs256(keys, lone_low, user_id), AUTH_OK);
+		assert_string_equal(user_id, fresh);
+	}
+	auth_keys_free(keys);
+}
+
 static void verify_alg_not_configured(void **state)
 {
 	struct auth_keys *keys = load("HS256", "hs64", NULL, NULL, NULL);
@@ -1392,6 +1426,7 @@ int main(void)
 		cmocka_unit_test(verify_wrong_key),
 		cmocka_unit_test(verify_alg_none),
 		cmocka_unit_test(verify_hmac_signature_length),
+		cmocka_unit_test(verify_after_cut_surrogate),
 		cmocka_unit_test(verify_alg_not_configured),
 		cmocka_unit_test(verify_key_confusion),
 		cmocka_unit_test(verify_kid_hs),
