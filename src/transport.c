@@ -294,11 +294,16 @@ static void transport_answer(FCGX_Request *fcgi, transport_handler handler, void
 	struct request req;
 	struct response resp;
 
+	bool body_consumed;
+
 	memset(&resp, 0, sizeof(resp));
 	transport_request_init(&req, fcgi);
 	handler(context, &req, &resp);
 	transport_send(&req, &resp);
 	response_free(&resp);
+	/* Without a CONTENT_LENGTH, a front end may still be passing a body on. */
+	body_consumed = req.body != NULL ||
+		(req.content_length != NULL && strcmp(req.content_length, "0") == 0);
 	transport_request_free(&req);
 
 	/*
@@ -306,12 +311,19 @@ static void transport_answer(FCGX_Request *fcgi, transport_handler handler, void
 	 * and reading until the front end closes, which costs three system
 	 * calls. That matters only while input is left unread, because closing
 	 * a socket with unread input resets the connection and can lose the
-	 * response. When the input has ended, the request is detached first,
-	 * and libfcgi just closes the socket.
+	 * response. So when the whole body was read, or CONTENT_LENGTH is 0,
+	 * and the end-of-input record follows, the request is detached first
+	 * and libfcgi just closes the socket. Other input is not touched,
+	 * because reading it could wait on a slow client before the response
+	 * is sent, where the linger stops once its poll times out
+	 * (LIBFCGI_OS_CLOSE_POLL_TIMEOUT).
 	 */
-	if (FCGX_HasSeenEOF(fcgi->in) == EOF || FCGX_GetChar(fcgi->in) == EOF)
+	if (body_consumed &&
+	    (FCGX_HasSeenEOF(fcgi->in) == EOF || FCGX_GetChar(fcgi->in) == EOF))
 		FCGX_Detach(fcgi);
 	FCGX_Finish_r(fcgi);
+	/* libfcgi clears the flag only when it closes, so a kept connection would inherit it. */
+	fcgi->detached = 0;
 }
 
 int transport_serve(int listen_fd, long max_requests, transport_handler handler, void *context)
