@@ -15,6 +15,7 @@
 #include <openssl/pem.h>
 
 #include "auth.h"
+#include "body.h"
 #include "config.h"
 #include "crypto.h"
 #include "log.h"
@@ -646,62 +647,24 @@ static size_t auth_skip_space(const char *s, size_t len, size_t i)
 	return i;
 }
 
-/* The thread's tokener for the token's JSON parts; see auth_tokener. */
-static _Thread_local struct json_tokener *auth_kept_tokener;
-
-/*
- * Returns the thread's tokener for the token's JSON parts, reset, or NULL.
- * It is kept for the life of the thread, because making one per part cost
- * an allocation of its parse state on every request.
- */
-static struct json_tokener *auth_tokener(void)
-{
-	if (auth_kept_tokener != NULL) {
-		json_tokener_reset(auth_kept_tokener);
-		return auth_kept_tokener;
-	}
-	auth_kept_tokener = json_tokener_new();
-	if (auth_kept_tokener != NULL)
-		json_tokener_set_flags(auth_kept_tokener,
-			JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	return auth_kept_tokener;
-}
-
-/*
- * Frees the thread's tokener after a failed parse. json_tokener_reset in
- * json-c 0.16 keeps a high surrogate that an escape cut short left behind,
- * and a later token's \u escape would be joined to it.
- */
-static void auth_drop_tokener(void)
-{
-	json_tokener_free(auth_kept_tokener);
-	auth_kept_tokener = NULL;
-}
-
 /* Decodes a base64url part and parses it as one JSON object. Returns NULL for anything else. */
 static struct json_object *auth_decode_json_part(const char *part, size_t len, char **text,
 	size_t *text_len)
 {
-	struct json_tokener *tokener;
+	static _Thread_local struct json_tokener *tokener;
 	struct json_object *object = NULL;
+	bool out_of_memory;
 	unsigned char *decoded;
 	size_t decoded_len = 0;
 	size_t parse_end;
-	bool parsed;
 
 	*text = NULL;
 	decoded = auth_base64url_decode(part, len, &decoded_len);
 	if (decoded == NULL || memchr(decoded, '\0', decoded_len) != NULL)
 		goto out;
-	tokener = auth_tokener();
-	if (tokener == NULL)
-		goto out;
-	object = json_tokener_parse_ex(tokener, (const char *)decoded, (int)decoded_len);
-	parse_end = json_tokener_get_parse_end(tokener);
-	parsed = json_tokener_get_error(tokener) == json_tokener_success;
-	if (!parsed)
-		auth_drop_tokener();
-	if (object == NULL || !parsed || !json_object_is_type(object, json_type_object)
+	object = body_parse_kept(&tokener, JSON_TOKENER_DEFAULT_DEPTH, (const char *)decoded,
+		decoded_len, &out_of_memory, &parse_end);
+	if (object == NULL || !json_object_is_type(object, json_type_object)
 		|| auth_skip_space((const char *)decoded, decoded_len, parse_end) != decoded_len) {
 		json_object_put(object);
 		object = NULL;

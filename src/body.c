@@ -362,38 +362,38 @@ static size_t body_count_members(struct json_object *value)
 	return count;
 }
 
-/* The thread's tokener for bodies; see body_tokener. */
-static _Thread_local struct json_tokener *body_kept_tokener;
-
 /*
- * Returns the thread's tokener for bodies, reset, or NULL. It is kept for
- * the life of the thread, because making one per body cost an allocation
- * of its parse state on every request. json-c 0.16 rejects 16 nested
- * objects at depth 16 (tried on Debian 12), so it gets one level more than
- * the scanner allows.
+ * The tokener is kept because making one per parse cost an allocation of
+ * its parse state on every request. After a failed parse it is freed, since
+ * json_tokener_reset in json-c 0.16 keeps a high surrogate that an escape
+ * cut short left behind, and the next parse would join it to its own text.
  */
-static struct json_tokener *body_tokener(void)
+struct json_object *body_parse_kept(struct json_tokener **kept, int depth, const char *data,
+	size_t len, bool *out_of_memory, size_t *parse_end)
 {
-	if (body_kept_tokener != NULL) {
-		json_tokener_reset(body_kept_tokener);
-		return body_kept_tokener;
+	struct json_object *value;
+
+	*out_of_memory = false;
+	*parse_end = 0;
+	if (*kept != NULL) {
+		json_tokener_reset(*kept);
+	} else {
+		*kept = json_tokener_new_ex(depth);
+		if (*kept == NULL) {
+			*out_of_memory = true;
+			return NULL;
+		}
+		json_tokener_set_flags(*kept, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	}
-	body_kept_tokener = json_tokener_new_ex(BODY_MAX_DEPTH + 1);
-	if (body_kept_tokener != NULL)
-		json_tokener_set_flags(body_kept_tokener,
-			JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	return body_kept_tokener;
-}
+	value = json_tokener_parse_ex(*kept, data, (int)len);
+	*parse_end = json_tokener_get_parse_end(*kept);
+	if (json_tokener_get_error(*kept) == json_tokener_success)
+		return value;
 
-/*
- * Frees the thread's tokener after a failed parse. json_tokener_reset in
- * json-c 0.16 keeps a high surrogate that an escape cut short left behind,
- * and a later parse would join it to its own text.
- */
-static void body_drop_tokener(void)
-{
-	json_tokener_free(body_kept_tokener);
-	body_kept_tokener = NULL;
+	json_object_put(value);
+	json_tokener_free(*kept);
+	*kept = NULL;
+	return NULL;
 }
 
 /*
@@ -403,9 +403,10 @@ static void body_drop_tokener(void)
  */
 struct json_object *body_parse_object(const char *data, size_t len, const char **reason)
 {
+	static _Thread_local struct json_tokener *tokener;
 	struct body_scanner scan = { 0 };
-	struct json_tokener *tokener;
 	struct json_object *object = NULL;
+	bool out_of_memory;
 	size_t parse_end;
 
 	*reason = NULL;
@@ -429,15 +430,14 @@ struct json_object *body_parse_object(const char *data, size_t len, const char *
 		goto out;
 	}
 
-	tokener = body_tokener();
-	if (tokener == NULL) {
+	/* json-c 0.16 rejects 16 nested objects at depth 16 (tried on Debian 12),
+	 * so it gets one level more than the scanner allows. */
+	object = body_parse_kept(&tokener, BODY_MAX_DEPTH + 1, data, len, &out_of_memory,
+		&parse_end);
+	if (out_of_memory) {
 		*reason = "out of memory parsing body";
 		goto out;
 	}
-	object = json_tokener_parse_ex(tokener, data, (int)len);
-	parse_end = json_tokener_get_parse_end(tokener);
-	if (json_tokener_get_error(tokener) != json_tokener_success)
-		body_drop_tokener();
 	if (object == NULL || !json_object_is_type(object, json_type_object) ||
 		!body_is_all_space(data + parse_end, len - parse_end)) {
 		*reason = "JSON syntax error";

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 struct json_object;
+struct json_tokener;
 
 /* Maximum nesting of a body, counting the top object as level 1. */
 #define BODY_MAX_DEPTH 16
@@ -24,6 +25,15 @@ bool body_media_type_is_json(const char *content_type);
  * *reason set to a static English phrase for the log.
  */
 struct json_object *body_parse_object(const char *data, size_t len, const char **reason);
+
+/*
+ * Parses one JSON value from data with a strict, UTF-8 checking tokener of
+ * depth levels, kept in *kept for the calling thread's next parse. Returns
+ * the value, or NULL when data is not one, or with *out_of_memory set when
+ * no tokener could be made. *parse_end is where parsing stopped.
+ */
+struct json_object *body_parse_kept(struct json_tokener **kept, int depth, const char *data,
+	size_t len, bool *out_of_memory, size_t *parse_end);
 
 enum body_code_status {
 	BODY_CODES_OK,

@@ -130,67 +130,6 @@ struct crypto_part {
 };
 
 /*
- * Computes the HMAC with hash under key over the concatenation of parts.
- * Returns the MAC's length, or -1.
- */
-static int crypto_hmac_parts(enum crypto_hmac_hash hash, const void *key, size_t key_len,
-	const struct crypto_part *parts, size_t count, unsigned char out[CRYPTO_HMAC_MAX_SIZE])
-{
-	EVP_MAC_CTX *ctx = NULL;
-	size_t out_len = 0;
-	int rc = -1;
-
-	pthread_once(&crypto_fetch_once, crypto_fetch);
-	if ((unsigned)hash >= CRYPTO_HMAC_HASH_COUNT || crypto_hmac_templates[hash] == NULL)
-		goto out;
-	ctx = EVP_MAC_CTX_dup(crypto_hmac_templates[hash]);
-	if (ctx == NULL)
-		goto out;
-	if (EVP_MAC_init(ctx, key, key_len, NULL) != 1)
-		goto out;
-	for (size_t i = 0; i < count; i++) {
-		if (EVP_MAC_update(ctx, parts[i].data, parts[i].len) != 1)
-			goto out;
-	}
-	if (EVP_MAC_final(ctx, out, &out_len, CRYPTO_HMAC_MAX_SIZE) != 1)
-		goto out;
-	rc = (int)out_len;
-
-out:
-	EVP_MAC_CTX_free(ctx);
-	return rc;
-}
-
-/* Computes HMAC-SHA256 over parts into out. Returns 0 or -1. */
-static int crypto_hmac_sha256_parts(const void *key, size_t key_len,
-	const struct crypto_part *parts, size_t count, unsigned char out[CRYPTO_SHA256_SIZE])
-{
-	unsigned char mac[CRYPTO_HMAC_MAX_SIZE];
-	int rc = crypto_hmac_parts(CRYPTO_HMAC_SHA256, key, key_len, parts, count, mac);
-
-	if (rc == CRYPTO_SHA256_SIZE)
-		memcpy(out, mac, CRYPTO_SHA256_SIZE);
-	crypto_wipe(mac, sizeof(mac));
-	return rc == CRYPTO_SHA256_SIZE ? 0 : -1;
-}
-
-int crypto_hmac(enum crypto_hmac_hash hash, const void *key, size_t key_len, const void *data,
-	size_t len, unsigned char out[CRYPTO_HMAC_MAX_SIZE])
-{
-	struct crypto_part part = { data, len };
-
-	return crypto_hmac_parts(hash, key, key_len, &part, 1, out);
-}
-
-int crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
-	unsigned char out[CRYPTO_SHA256_SIZE])
-{
-	struct crypto_part part = { data, len };
-
-	return crypto_hmac_sha256_parts(key, key_len, &part, 1, out);
-}
-
-/*
  * The context contains the key's inner and outer hash states. EVP_MAC_init
  * without a key starts a new MAC from them, which saves the two hash
  * blocks of the padded key and the allocations of a fresh context.
@@ -251,6 +190,39 @@ int crypto_hmac_with(struct crypto_hmac_key *key, const void *data, size_t len,
 	struct crypto_part part = { data, len };
 
 	return crypto_hmac_key_parts(key, &part, 1, out);
+}
+
+/*
+ * Copies a MAC of crypto_hmac_key_parts or crypto_hmac to out when it has
+ * SHA-256's size, and wipes mac. Returns 0, or -1 for any other length.
+ */
+static int crypto_take_sha256_mac(int mac_len, unsigned char mac[CRYPTO_HMAC_MAX_SIZE],
+	unsigned char out[CRYPTO_SHA256_SIZE])
+{
+	if (mac_len == CRYPTO_SHA256_SIZE)
+		memcpy(out, mac, CRYPTO_SHA256_SIZE);
+	crypto_wipe(mac, CRYPTO_HMAC_MAX_SIZE);
+	return mac_len == CRYPTO_SHA256_SIZE ? 0 : -1;
+}
+
+/* Sets the key up for this one MAC, as crypto_hmac_key_new does, and frees it. */
+int crypto_hmac(enum crypto_hmac_hash hash, const void *key, size_t key_len, const void *data,
+	size_t len, unsigned char out[CRYPTO_HMAC_MAX_SIZE])
+{
+	struct crypto_hmac_key *hmac_key = crypto_hmac_key_new(hash, key, key_len);
+	int mac_len = crypto_hmac_with(hmac_key, data, len, out);
+
+	crypto_hmac_key_free(hmac_key);
+	return mac_len;
+}
+
+int crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+	unsigned char out[CRYPTO_SHA256_SIZE])
+{
+	unsigned char mac[CRYPTO_HMAC_MAX_SIZE];
+
+	return crypto_take_sha256_mac(crypto_hmac(CRYPTO_HMAC_SHA256, key, key_len, data, len,
+		mac), mac, out);
 }
 
 int crypto_equal(const void *a, const void *b, size_t len)
@@ -404,7 +376,6 @@ int crypto_code_hmac(struct crypto_hmac_key *pepper, const unsigned char uuid[16
 		{ params_sha256, CRYPTO_SHA256_SIZE },
 		{ code, code_len },
 	};
-	int rc;
 
 	if (code_len == 0)
 		return -1;
@@ -412,9 +383,5 @@ int crypto_code_hmac(struct crypto_hmac_key *pepper, const unsigned char uuid[16
 		if (code[i] < '0' || code[i] > '9')
 			return -1;
 	}
-	rc = crypto_hmac_key_parts(pepper, parts, 3, mac);
-	if (rc == CRYPTO_SHA256_SIZE)
-		memcpy(out, mac, CRYPTO_SHA256_SIZE);
-	crypto_wipe(mac, sizeof(mac));
-	return rc == CRYPTO_SHA256_SIZE ? 0 : -1;
+	return crypto_take_sha256_mac(crypto_hmac_key_parts(pepper, parts, 3, mac), mac, out);
 }
