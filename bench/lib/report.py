@@ -219,13 +219,21 @@ def print_ratios(sets, samples, workers, small_rows, big_rows, connections, memo
             peak = max(int(sample["private_kib"]) for sample in last)
             verdicts.ratio(f"largest private memory of a worker after {memory_requests:,} requests, MiB",
                            peak / 1024, "< 4", lambda value: value * 1024 < TARGET_MEMORY_KIB)
-            growth = {sample["pid"]: int(sample["private_kib"]) for sample in last}
-            for sample in first:
-                growth[sample["pid"]] = growth.get(sample["pid"], 0) - int(sample["private_kib"])
-            worst = max(growth.values())
-            verdicts.note(f"largest growth of one worker from {memory_requests // 2:,} to"
-                          f" {memory_requests:,} requests: {worst} KiB"
-                          f" (target: none, {'met' if worst <= 0 else 'missed'})")
+            served_first = {sample["pid"]: sample["requests"] for sample in first}
+            served_last = {sample["pid"]: sample["requests"] for sample in last}
+            if served_first == served_last:
+                # Every worker passed both thresholds before one check, so no request came between.
+                verdicts.note(f"growth of a worker from {memory_requests // 2:,} to"
+                              f" {memory_requests:,} requests: not measured, both samples"
+                              f" were taken after the same requests")
+            else:
+                growth = {sample["pid"]: int(sample["private_kib"]) for sample in last}
+                for sample in first:
+                    growth[sample["pid"]] = growth.get(sample["pid"], 0) - int(sample["private_kib"])
+                worst = max(growth.values())
+                verdicts.note(f"largest growth of one worker from {memory_requests // 2:,} to"
+                              f" {memory_requests:,} requests: {worst} KiB"
+                              f" (target: none, {'met' if worst <= 0 else 'missed'})")
         else:
             verdicts.note("memory check: the workers did not reach the requests of both samples")
     print("\n".join(verdicts.lines))
