@@ -293,7 +293,6 @@ static void transport_answer(FCGX_Request *fcgi, transport_handler handler, void
 {
 	struct request req;
 	struct response resp;
-
 	bool body_consumed;
 
 	memset(&resp, 0, sizeof(resp));
